@@ -24,12 +24,13 @@ Torch-free on purpose (a test enforces it).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 Kind = Literal["bpe", "bytes"]
 Truncation = Literal["head_tail", "head"]
@@ -57,8 +58,19 @@ class VocabConfig:
     min_frequency: int = 2
     max_length: int = 256
     truncation: Truncation = "head_tail"
+    # Structure-aware input: a regex whose matches are the only pieces kept (text between
+    # matches is dropped) and inside which BPE may merge freely (no digit split). For a
+    # NAS-Bench-201 cell, r"[a-z_0-9]+~\d|\+" reduces the string to its edge tokens.
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"pattern={self.pattern!r} is not a valid regex: {e}") from None
+            if not self.pattern:
+                raise ValueError("pattern='' matches nothing useful: use None for the default")
         if self.kind not in ("bpe", "bytes"):
             raise ValueError(f"kind={self.kind!r}: choose 'bpe' or 'bytes'")
         for name in ("vocab_size", "min_frequency", "max_length"):
@@ -97,13 +109,15 @@ class VocabConfig:
         return cls(**d)
 
 
-def _byte_level_pipeline(tok: Tokenizer) -> Tokenizer:
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
+def _byte_level_pipeline(tok: Tokenizer, pattern: str | None = None) -> Tokenizer:
+    if pattern is None:
+        first = pre_tokenizers.Digits(individual_digits=True)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        # keep only the matches, each one pre-token; BPE merges within them
+        first = pre_tokenizers.Split(Regex(pattern), "removed", invert=True)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([first, byte_level])
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -140,10 +154,10 @@ class InputTokenizer:
             vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
             vocab.update({s: len(SPECIAL_TOKENS) + i for i, s in enumerate(alphabet)})
             tok = _byte_level_pipeline(
-                Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+                Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")), cfg.pattern
             )
             return cls(tok, cfg)
-        tok = _byte_level_pipeline(Tokenizer(models.BPE(unk_token="<unk>")))
+        tok = _byte_level_pipeline(Tokenizer(models.BPE(unk_token="<unk>")), cfg.pattern)
         trainer = trainers.BpeTrainer(
             vocab_size=cfg.vocab_size,
             min_frequency=cfg.min_frequency,

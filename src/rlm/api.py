@@ -1,0 +1,342 @@
+"""``RegressionLM``: the one class a user needs. fit / predict / sample / predict_interval /
+evaluate / save / load, in the scikit-learn spirit.
+
+Pipeline: input (string or JSON-like mapping) -> ``text.serialize`` -> ``vocab`` ids -> encoder;
+targets -> ``targets.TargetCodec`` -> number tokens -> decoder. Everything that shapes that
+pipeline (configs, tokenizer, target codec) is saved beside the weights, so ``load`` rebuilds the
+exact same predictor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import ModelConfig, TrainConfig, preset
+from .data import Example, target_names
+from .decoding import DecodeConfig, GrammarTable, decode
+from .metrics import regression_metrics
+from .model import RegressionTransformer
+from .numbers import NumberConfig
+from .targets import TargetCodec
+from .text import SerializerConfig, serialize
+from .training import TrainResult, pad_inputs, train
+from .vocab import InputTokenizer, VocabConfig
+
+Input = str | Mapping[str, Any]
+CHECKPOINT_FORMAT = 1
+
+
+def as_examples(
+    X: Sequence[Any], y: Any = None, names: Sequence[str] | None = None
+) -> list[Example]:
+    """Accept ``Example`` lists, or inputs plus targets as (n,), (n, K) arrays or dicts."""
+    if y is None:
+        if not all(isinstance(e, Example) for e in X):
+            raise ValueError("pass targets y, or a list of rlm.data.Example with targets")
+        return list(X)
+    if len(X) != len(y):
+        raise ValueError(f"{len(X)} inputs but {len(y)} targets: they must match one to one")
+    rows: list[Example] = []
+    for i, (x, t) in enumerate(zip(X, y, strict=True)):
+        if isinstance(t, Mapping):
+            rows.append(Example.make(x, t, id=str(i)))
+            continue
+        values = np.atleast_1d(np.asarray(t, dtype=float))
+        keys = (
+            list(names)
+            if names
+            else (["y"] if len(values) == 1 else [f"y{j}" for j in range(len(values))])
+        )
+        if len(keys) != len(values):
+            raise ValueError(f"row {i}: {len(values)} target values for targets {keys}")
+        rows.append(Example.make(x, dict(zip(keys, values.tolist(), strict=True)), id=str(i)))
+    return rows
+
+
+def _inputs(X: Sequence[Any] | Any) -> list[Input]:
+    if isinstance(X, (str, Mapping, Example)):
+        X = [X]
+    return [e.x if isinstance(e, Example) else e for e in X]
+
+
+class RegressionLM:
+    """A regression language model: text (or JSON-like configs) in, numbers out.
+
+    >>> m = RegressionLM(model="tiny").fit(["a", "b"], [1.0, 2.0])  # doctest: +SKIP
+    >>> m.predict(["a"])  # (1, 1) array of medians of 64 samples   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | ModelConfig = "small",
+        numbers: NumberConfig | None = None,
+        vocab: VocabConfig | None = None,
+        serializer: SerializerConfig | None = None,
+        train: TrainConfig | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> None:
+        self.model_config = preset(model) if isinstance(model, str) else model
+        self.numbers = numbers or NumberConfig()
+        self.vocab_config = vocab or VocabConfig()
+        self.serializer = serializer or SerializerConfig()
+        self.train_config = train or TrainConfig()
+        self.targets = tuple(targets) if targets else None
+        self.tokenizer: InputTokenizer | None = None
+        self.codec: TargetCodec | None = None
+        self.net: RegressionTransformer | None = None
+        self.result: TrainResult | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
+        if self.tokenizer is None or self.codec is None or self.net is None:
+            raise ValueError(
+                "this RegressionLM is not fitted: call fit(...) or RegressionLM.load(dir)"
+            )
+        return self.tokenizer, self.codec, self.net
+
+    def texts(self, X: Sequence[Any]) -> list[str]:
+        return [serialize(x, self.serializer) for x in _inputs(X)]
+
+    def _encode_inputs(self, X: Sequence[Any]) -> list[list[int]]:
+        tok, _, _ = self._check_fitted()
+        return tok.encode_batch(self.texts(X))
+
+    def _build(self, examples: Sequence[Example]) -> None:
+        names = list(self.targets) if self.targets else target_names(examples)
+        self.targets = tuple(names)
+        rows = [e.y for e in examples]
+        self.codec = TargetCodec.fit(rows, names, self.numbers)
+        self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
+        max_len = max(self.vocab_config.max_length, 1)
+        if max_len > self.model_config.max_input_len:
+            raise ValueError(
+                f"vocab max_length={max_len} exceeds the model's max_input_len="
+                f"{self.model_config.max_input_len}: lower one or raise the other"
+            )
+        torch.manual_seed(self.train_config.seed)
+        self.net = RegressionTransformer(
+            self.model_config, self.tokenizer.vocab_size, len(self.codec.tokens), self.codec.length
+        )
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        run_dir: str | Path | None = None,
+    ) -> RegressionLM:
+        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None)."""
+        train_ex = as_examples(X, y, self.targets)
+        if not train_ex:
+            raise ValueError("no training examples")
+        valid_ex = None
+        if valid is not None:
+            valid_ex = (
+                as_examples(*valid, names=self.targets) if isinstance(valid, tuple) else list(valid)
+            )
+        self._build(train_ex)
+        tok, codec, net = self._check_fitted()
+        src = tok.encode_batch(self.texts(train_ex))
+        tg = codec.encode([e.y for e in train_ex])
+        if codec.clamped:
+            print(f"warning: {codec.clamped} training targets were clamped into the number range")
+        grammar = GrammarTable(codec.grammar)
+        valid_data, score_fn = None, None
+        if valid_ex:
+            vsrc = tok.encode_batch(self.texts(valid_ex))
+            valid_data = (vsrc, codec.encode([e.y for e in valid_ex]))
+
+            def score_fn() -> float:
+                pred = self.predict(valid_ex, samples=self.train_config.eval_samples)
+                scores = []
+                for k, name in enumerate(codec.names):
+                    have = [i for i, e in enumerate(valid_ex) if name in e.y]
+                    if len(have) >= 2:
+                        true = np.array([valid_ex[i].y[name] for i in have])
+                        scores.append(regression_metrics(true, pred[have, k])["spearman"])
+                return float(np.nanmean(scores)) if scores else -math.inf
+
+        self.result = train(
+            net,
+            src,
+            tg,
+            grammar,
+            self.train_config,
+            tok.pad_id,
+            valid=valid_data,
+            score_fn=score_fn,
+            run_dir=Path(run_dir) if run_dir else None,
+        )
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def sample(
+        self,
+        X: Sequence[Any],
+        n: int = 64,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Draw ``n`` samples per input: array (B, n, K), K = number of objectives."""
+        tok, codec, net = self._check_fitted()
+        if n < 1:
+            raise ValueError(f"n={n}: need at least one sample")
+        ids = self._encode_inputs(X)
+        cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
+        grammar = GrammarTable(codec.grammar)
+        gen = torch.Generator().manual_seed(seed)
+        # bound the number of sequences decoded together (memory), whole inputs at a time
+        bs = batch_size or max(1, 8192 // n)
+        order = np.argsort([len(s) for s in ids], kind="stable")  # similar lengths together
+        out = np.empty((len(ids), n, len(codec.names)))
+        net.eval()
+        for i in range(0, len(ids), bs):
+            idx = order[i : i + bs]
+            src, pad = pad_inputs([ids[j] for j in idx], tok.pad_id)
+            toks = decode(net, src, pad, grammar, n, cfg, gen)  # (b, n, L)
+            out[idx] = codec.decode(toks.numpy())
+        return out
+
+    def predict(
+        self,
+        X: Sequence[Any],
+        *,
+        samples: int = 64,
+        stat: Literal["median", "mean"] = "median",
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Point estimates (B, K): median (default) or mean of samples; samples=0 is greedy."""
+        if samples == 0:
+            return self.sample(X, 1, greedy=True)[:, 0]
+        draws = self.sample(X, samples, seed=seed)
+        if stat == "median":
+            return np.median(draws, axis=1)
+        if stat == "mean":
+            return draws.mean(axis=1)
+        raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
+
+    def predict_interval(
+        self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Central ``level`` quantile interval per input and objective: (lower, upper), each (B, K)."""
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
+        draws = self.sample(X, samples, seed=seed)
+        a = (1 - level) / 2
+        return np.quantile(draws, a, axis=1), np.quantile(draws, 1 - a, axis=1)
+
+    def evaluate(
+        self,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        samples: int = 64,
+        level: float = 0.8,
+        seed: int = 0,
+    ) -> dict[str, dict[str, float]]:
+        """Metrics per objective: spearman, kendall, mae, mape, r2, interval coverage and width."""
+        _, codec, _ = self._check_fitted()
+        ex = as_examples(X, y, self.targets)
+        draws = self.sample(ex, samples, seed=seed)
+        a = (1 - level) / 2
+        point = np.median(draws, axis=1)
+        lo, hi = np.quantile(draws, a, axis=1), np.quantile(draws, 1 - a, axis=1)
+        report: dict[str, dict[str, float]] = {}
+        for k, name in enumerate(codec.names):
+            have = [i for i, e in enumerate(ex) if name in e.y]
+            if len(have) < 2:
+                continue
+            true = np.array([ex[i].y[name] for i in have])
+            report[name] = regression_metrics(
+                true, point[have, k], lower=lo[have, k], upper=hi[have, k]
+            )
+        return report
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write model.safetensors, config.json and tokenizer.json into ``directory``."""
+        from safetensors.torch import save_file
+
+        tok, codec, net = self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+        save_file(
+            state, str(d / "model.safetensors"), metadata={"format": "rlm", "version": __version__}
+        )
+        tok.save(d / "tokenizer.json")
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "rlm_version": __version__,
+            "model": self.model_config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "serializer": self.serializer.to_dict(),
+            "numbers": self.numbers.to_dict(),
+            "targets": codec.to_dict(),
+            "training": None
+            if self.result is None
+            else {
+                "best_epoch": self.result.best_epoch,
+                "best_score": self.result.best_score,
+                "epochs": self.result.epochs,
+                "steps": self.result.steps,
+                "seconds": self.result.seconds,
+                "stopped": self.result.stopped,
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        }
+        (d / "config.json").write_text(json.dumps(meta, indent=2))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RegressionLM:
+        """Rebuild a saved model; never unpickles anything."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        for name in ("config.json", "tokenizer.json", "model.safetensors"):
+            if not (d / name).is_file():
+                raise ValueError(
+                    f"{d} is not an rlm checkpoint: {name} is missing (save with .save(dir))"
+                )
+        meta = json.loads((d / "config.json").read_text())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {meta.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        codec = TargetCodec.from_dict(meta["targets"])
+        m = cls(
+            model=ModelConfig.from_dict(meta["model"]),
+            numbers=NumberConfig.from_dict(meta["numbers"]),
+            serializer=SerializerConfig.from_dict(meta["serializer"]),
+            train=TrainConfig.from_dict(meta["train"]),
+            targets=codec.names,
+        )
+        m.tokenizer = InputTokenizer.load(d / "tokenizer.json")
+        m.vocab_config = m.tokenizer.config
+        m.codec = codec
+        m.net = RegressionTransformer(
+            m.model_config, m.tokenizer.vocab_size, len(codec.tokens), codec.length
+        )
+        m.net.load_state_dict(load_file(str(d / "model.safetensors")))
+        m.net.eval()
+        m.training_summary = meta.get("training")
+        return m
+
+    def __repr__(self) -> str:
+        n = self.net.num_params() if self.net is not None else None
+        return f"RegressionLM(targets={self.targets}, params={n}, model={self.model_config})"

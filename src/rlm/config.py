@@ -1,0 +1,137 @@
+"""Model and training configurations: frozen dataclasses, named presets, strict (de)serialisation.
+
+Torch-free, so a checkpoint's ``config.json`` can be read and validated without the model code.
+Every config rejects unknown keys: a typo in an option is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+def strict_from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """Build dataclass ``cls`` from ``d``; unknown keys are a ValueError that lists the known ones."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder transformer.
+
+    The decoder runs once per output token *per sample*, the encoder once per input, so the
+    decoder may be narrower (``dec_d_model``) and shallower than the encoder: cross-attention
+    projects the encoder's memory to the decoder's width.
+    """
+
+    d_model: int = 256
+    n_heads: int = 4
+    enc_layers: int = 4
+    dec_d_model: int = 128
+    dec_heads: int = 4
+    dec_layers: int = 2
+    mlp_ratio: int = 4
+    max_input_len: int = 256  # positions of the learned encoder position table
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.dec_d_model % self.dec_heads:
+            raise ValueError(
+                f"dec_d_model={self.dec_d_model} is not divisible by dec_heads={self.dec_heads}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return strict_from_dict(cls, d)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # seconds to train; for tests and smoke runs
+    "tiny": ModelConfig(
+        d_model=32, n_heads=2, enc_layers=1, dec_d_model=32, dec_heads=2, dec_layers=1, mlp_ratio=2
+    ),
+    # ~3M parameters: the CPU workhorse
+    "small": ModelConfig(
+        d_model=256, n_heads=4, enc_layers=4, dec_d_model=128, dec_heads=4, dec_layers=2
+    ),
+    # ~25M parameters
+    "base": ModelConfig(
+        d_model=512,
+        n_heads=8,
+        enc_layers=8,
+        dec_d_model=256,
+        dec_heads=4,
+        dec_layers=2,
+        max_input_len=512,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """A named preset, optionally with fields overridden (unknown fields are an error)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    if overrides:
+        strict_from_dict(ModelConfig, {**PRESETS[name].to_dict(), **overrides})
+    return replace(PRESETS[name], **overrides)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and early stopping."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    max_epochs: int = 200
+    max_steps: int | None = None
+    time_budget_s: float | None = None  # stop (and restore the best weights) after this long
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
+    grad_clip: float = 1.0
+    select: Literal["loss", "spearman"] = "loss"  # what early stopping watches on valid
+    patience: int = 20  # evaluations without improvement before stopping
+    eval_every: int = 1  # epochs between validation evaluations
+    eval_samples: int = 16  # samples per input when select="spearman"
+    label_smoothing: float = 0.0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr}: must be > 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs={self.max_epochs}: must be >= 1")
+        if self.select not in ("loss", "spearman"):
+            raise ValueError(f"select={self.select!r}: choose 'loss' or 'spearman'")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ValueError(f"warmup_frac={self.warmup_frac}: must be in [0, 1)")
+        if self.patience < 1 or self.eval_every < 1:
+            raise ValueError("patience and eval_every must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return strict_from_dict(cls, d)

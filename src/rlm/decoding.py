@@ -1,0 +1,86 @@
+"""Constrained, batched decoding: every sample of every input in one loop over positions.
+
+The encoder runs once per input; its cross-attention keys/values are shared by the S samples of
+that input; the decoder advances all N = B*S sequences together with a KV cache. The grammar's
+transition table (a tensor) gives, for each sequence's state, the allowed-token mask and the next
+state: two gathers per step, no Python per sequence. Whatever the weights, every decoded sequence
+is a string the grammar accepts, hence a valid finite number per objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import RegressionTransformer
+from .numbers import Grammar
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How tokens are chosen. ``greedy`` ignores temperature and top_p."""
+
+    greedy: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}: must be > 0 (use greedy=True)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p={self.top_p}: must be in (0, 1]")
+
+
+class GrammarTable:
+    """The grammar as tensors: table (states, V) int64 and its boolean mask."""
+
+    def __init__(self, grammar: Grammar) -> None:
+        self.table = torch.as_tensor(grammar.table, dtype=torch.int64)
+        self.mask = self.table >= 0
+        self.start = grammar.start
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability reaches top_p (per row)."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    # drop a token when the mass *before* it already reaches top_p; the argmax always stays
+    drop = (probs.cumsum(-1) - probs) >= top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+@torch.inference_mode()
+def decode(
+    model: RegressionTransformer,
+    src: torch.Tensor,
+    src_pad: torch.Tensor,
+    grammar: GrammarTable,
+    samples: int,
+    config: DecodeConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """src (B, T), src_pad (B, T) -> token ids (B, S, L) accepted by the grammar."""
+    b = src.shape[0]
+    n, length = b * samples, model.out_len
+    memory = model.encode(src, src_pad)  # (B, T, D), once per input
+    kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
+    mask = model.attn_mask(src_pad)  # (B, 1, 1, T), broadcast over the S sample-queries
+    cache = model.new_cache(n, dtype=memory.dtype)
+    state = torch.full((n,), grammar.start, dtype=torch.int64)
+    tok = torch.full((n,), model.bos, dtype=torch.int64)
+    out = torch.empty((n, length), dtype=torch.int64)
+    for pos in range(length):
+        logits = model.decode_step(tok, pos, cache, kv, mask, samples).float()  # (N, V)
+        logits = logits.masked_fill(~grammar.mask[state], float("-inf"))
+        if config.greedy:
+            tok = logits.argmax(-1)
+        else:
+            logits = logits / config.temperature
+            if config.top_p < 1.0:
+                logits = _top_p_filter(logits, config.top_p)
+            tok = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        out[:, pos] = tok
+        state = grammar.table[state, tok]
+    return out.view(b, samples, length)

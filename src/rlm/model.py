@@ -1,0 +1,238 @@
+"""The encoder-decoder transformer: reads input tokens, writes number tokens.
+
+Bottom-up: attention -> MLP -> encoder block -> decoder block -> the model. Pre-norm residual
+blocks, ``scaled_dot_product_attention`` everywhere, learned positions, no dropout by default.
+
+Shapes: B inputs, T input tokens, L output tokens, S samples per input, N = B*S sequences,
+D encoder width, E decoder width, H heads, dh = width / H.
+
+Two entry points:
+* ``forward(src, src_pad, tgt_in)``: teacher-forced logits for training, (B, L, V).
+* ``encode`` + ``cross_kv`` + ``decode_step``: incremental decoding with a KV cache, used by
+  ``rlm.decoding``. The encoder runs once per input and its cross-attention keys/values are
+  shared by all S samples of that input (never copied S times, see ``CrossAttention``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, ratio * d)
+        self.proj = nn.Linear(ratio * d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
+    """(B, T, h*dh) -> (B, h, T, dh)"""
+    b, t, d = x.shape
+    return x.view(b, t, h, d // h).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(B, h, T, dh) -> (B, T, h*dh)"""
+    b, h, t, dh = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * dh)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, h: int, dropout: float) -> None:
+        super().__init__()
+        self.h = h
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x (B, T, d)
+        q, k, v = _heads(q, self.h), _heads(k, self.h), _heads(v, self.h)  # (B, h, T, dh)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p)
+        return self.proj(_merge(y))
+
+    def step(self, x: torch.Tensor, cache: torch.Tensor, pos: int) -> torch.Tensor:
+        """One decoding step. x (N, 1, d); cache (2, N, h, L, dh) is filled at ``pos`` in place."""
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        cache[0, :, :, pos : pos + 1] = _heads(k, self.h)
+        cache[1, :, :, pos : pos + 1] = _heads(v, self.h)
+        # only positions <= pos are in the cache, so no causal mask is needed
+        y = F.scaled_dot_product_attention(
+            _heads(q, self.h), cache[0, :, :, : pos + 1], cache[1, :, :, : pos + 1]
+        )  # (N, h, 1, dh)
+        return self.proj(_merge(y))
+
+
+class CrossAttention(nn.Module):
+    """Decoder queries (width E) attend to encoder memory (width D), projected to width E."""
+
+    def __init__(self, d_dec: int, d_enc: int, h: int, dropout: float) -> None:
+        super().__init__()
+        self.h = h
+        self.q = nn.Linear(d_dec, d_dec)
+        self.kv = nn.Linear(d_enc, 2 * d_dec)
+        self.proj = nn.Linear(d_dec, d_dec)
+        self.dropout = dropout
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(memory).chunk(2, dim=-1)  # 2 x (B, T, E)
+        return _heads(k, self.h), _heads(v, self.h)  # (B, h, T, dh)
+
+    def forward(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x (B, Q, E) where the Q queries of one input may be positions *or* samples.
+
+        Cross-attention has no causal structure, so the S samples of an input can ride in the
+        query-length axis: (B, S, E) queries against the input's own (B, h, T, dh) keys. This is
+        how one copy of the memory serves every sample.
+        """
+        k, v = kv
+        q = _heads(self.q(x), self.h)  # (B, h, Q, dh)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self.proj(_merge(y))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask=mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        e = cfg.dec_d_model
+        self.ln1 = nn.LayerNorm(e)
+        self.self_attn = SelfAttention(e, cfg.dec_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(e)
+        self.cross = CrossAttention(e, cfg.d_model, cfg.dec_heads, cfg.dropout)
+        self.ln3 = nn.LayerNorm(e)
+        self.mlp = MLP(e, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, y: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor):
+        y = y + self.self_attn(self.ln1(y), causal=True)
+        y = y + self.cross(self.ln2(y), kv, mask)
+        return y + self.mlp(self.ln3(y))
+
+
+class RegressionTransformer(nn.Module):
+    """Encoder-decoder over (input token ids) -> (number token ids).
+
+    ``out_vocab`` is the number tokenizer's vocabulary; the decoder's input vocabulary adds one
+    beginning-of-sequence token with id ``out_vocab``. ``out_len`` is the fixed length of the
+    whole target sequence (all objectives concatenated).
+    """
+
+    def __init__(self, cfg: ModelConfig, in_vocab: int, out_vocab: int, out_len: int) -> None:
+        super().__init__()
+        self.cfg, self.out_vocab, self.out_len, self.bos = cfg, out_vocab, out_len, out_vocab
+        self.tok_emb = nn.Embedding(in_vocab, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_input_len, cfg.d_model)
+        self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
+        self.ln_enc = nn.LayerNorm(cfg.d_model)
+        self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
+        self.dec_pos = nn.Embedding(out_len, cfg.dec_d_model)
+        self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
+        self.ln_dec = nn.LayerNorm(cfg.dec_d_model)
+        self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        # GPT-2 style small normal init keeps early logits near uniform over the digits
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- encoder ------------------------------------------------------------------------------
+    @staticmethod
+    def attn_mask(src_pad: torch.Tensor) -> torch.Tensor:
+        """(B, T) True-at-padding -> (B, 1, 1, T) True-where-attention-is-allowed."""
+        return (~src_pad)[:, None, None, :]
+
+    def encode(self, src: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
+        """src (B, T) ids, src_pad (B, T) bool -> memory (B, T, D)."""
+        t = src.shape[1]
+        if t > self.cfg.max_input_len:
+            raise ValueError(
+                f"input of {t} tokens exceeds max_input_len={self.cfg.max_input_len}; "
+                "lower the tokenizer's max_length or raise max_input_len"
+            )
+        x = self.tok_emb(src) + self.pos_emb(torch.arange(t, device=src.device))
+        mask = self.attn_mask(src_pad)
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.ln_enc(x)
+
+    def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per decoder layer, the memory's keys and values: each (B, h, T, dh)."""
+        return [block.cross.memory_kv(memory) for block in self.decoder]
+
+    # -- teacher-forced training pass -----------------------------------------------------------
+    def forward(
+        self, src: torch.Tensor, src_pad: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
+        """src (B, T), src_pad (B, T), tgt_in (B, L) starting with BOS -> logits (B, L, V)."""
+        memory = self.encode(src, src_pad)
+        mask = self.attn_mask(src_pad)
+        n = tgt_in.shape[1]
+        y = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=src.device))
+        for block, kv in zip(self.decoder, self.cross_kv(memory), strict=True):
+            y = block(y, kv, mask)
+        return self.head(self.ln_dec(y))
+
+    # -- incremental decoding ---------------------------------------------------------------------
+    def new_cache(self, n: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+        """Self-attention KV cache per decoder layer: (2, N, h, L, dh), zero-filled."""
+        h, dh = self.cfg.dec_heads, self.cfg.dec_d_model // self.cfg.dec_heads
+        return [torch.zeros(2, n, h, self.out_len, dh, dtype=dtype) for _ in self.decoder]
+
+    def decode_step(
+        self,
+        tok: torch.Tensor,
+        pos: int,
+        cache: list[torch.Tensor],
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor,
+        samples: int,
+    ) -> torch.Tensor:
+        """tok (N,) previous tokens at ``pos`` -> logits (N, V) for position ``pos``.
+
+        N = B * samples, with the samples of one input adjacent (input-major order).
+        """
+        n = tok.shape[0]
+        b = n // samples
+        y = self.dec_tok(tok)[:, None, :] + self.dec_pos.weight[pos]  # (N, 1, E)
+        for block, c, layer_kv in zip(self.decoder, cache, kv, strict=True):
+            y = y + block.self_attn.step(block.ln1(y), c, pos)
+            # (N, 1, E) -> (B, S, E): the samples become the query axis of cross-attention
+            q = block.ln2(y).view(b, samples, -1)
+            y = y + block.cross(q, layer_kv, mask).view(n, 1, -1)
+            y = y + block.mlp(block.ln3(y))
+        return self.head(self.ln_dec(y[:, 0]))  # (N, V)

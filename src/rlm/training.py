@@ -1,0 +1,278 @@
+"""Training: AdamW, warm-up + cosine, clipping, length bucketing, early stopping on validation.
+
+The loss is cross-entropy over the number tokens *under the grammar*: logits of tokens the
+grammar forbids at that position are masked before the softmax, exactly as at decoding time, so
+the model spends no capacity on impossible strings. Missing objectives have weight 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .decoding import GrammarTable
+from .model import RegressionTransformer
+from .targets import EncodedTargets
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # (B, T) input ids, padded
+    src_pad: torch.Tensor  # (B, T) True at padding
+    tgt: torch.Tensor  # (B, L) number-token ids
+    weight: torch.Tensor  # (B, L)
+    states: torch.Tensor  # (B, L) grammar state before each target token
+
+
+def pad_inputs(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged id lists -> (B, T) ids and (B, T) padding mask."""
+    lengths = torch.as_tensor([len(s) for s in seqs])
+    t = int(lengths.max())
+    ids = torch.full((len(seqs), t), pad_id, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
+    return ids, torch.arange(t)[None, :] >= lengths[:, None]
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples (less padding, same randomness per epoch).
+
+    Shuffle, cut into chunks of 50 batches, sort each chunk by length, slice, shuffle batches.
+    """
+    order = rng.permutation(len(lengths))
+    lens = np.asarray(lengths)
+    chunk = batch_size * 50
+    batches = []
+    for i in range(0, len(order), chunk):
+        part = order[i : i + chunk]
+        part = part[np.argsort(lens[part], kind="stable")]
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def make_batch(
+    idx: np.ndarray, src: Sequence[Sequence[int]], tg: EncodedTargets, pad_id: int
+) -> Batch:
+    ids, pad = pad_inputs([src[i] for i in idx], pad_id)
+    return Batch(
+        ids,
+        pad,
+        torch.as_tensor(tg.ids[idx]),
+        torch.as_tensor(tg.weight[idx]),
+        torch.as_tensor(tg.states[idx], dtype=torch.int64),
+    )
+
+
+def grammar_loss(
+    model: RegressionTransformer, batch: Batch, grammar: GrammarTable, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Weighted mean cross-entropy over allowed tokens."""
+    b = batch.tgt.shape[0]
+    bos = torch.full((b, 1), model.bos, dtype=torch.int64)
+    tgt_in = torch.cat([bos, batch.tgt[:, :-1]], dim=1)  # (B, L): shift right behind BOS
+    logits = model(batch.src, batch.src_pad, tgt_in)  # (B, L, V)
+    allowed = grammar.mask[batch.states]  # (B, L, V)
+    logp = logits.float().masked_fill(~allowed, float("-inf")).log_softmax(-1)
+    nll = -logp.gather(-1, batch.tgt[..., None])[..., 0]  # (B, L)
+    if label_smoothing > 0:
+        # smooth only over the tokens the grammar allows here
+        uniform = -logp.masked_fill(~allowed, 0.0).sum(-1) / allowed.sum(-1)
+        nll = (1 - label_smoothing) * nll + label_smoothing * uniform
+    return (nll * batch.weight).sum() / batch.weight.sum().clamp_min(1.0)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(cfg.warmup_frac * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    floor = cfg.lr * cfg.min_lr_frac
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    epochs: int
+    steps: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    stopped: str = "max_epochs"
+
+
+@torch.no_grad()
+def eval_loss(
+    model: RegressionTransformer,
+    src: Sequence[Sequence[int]],
+    tg: EncodedTargets,
+    grammar: GrammarTable,
+    pad_id: int,
+    batch_size: int = 256,
+) -> float:
+    model.eval()
+    order = np.argsort([len(s) for s in src], kind="stable")
+    total, weight = 0.0, 0.0
+    for i in range(0, len(order), batch_size):
+        batch = make_batch(order[i : i + batch_size], src, tg, pad_id)
+        w = float(batch.weight.sum())
+        total += float(grammar_loss(model, batch, grammar)) * w
+        weight += w
+    return total / max(weight, 1.0)
+
+
+def train(
+    model: RegressionTransformer,
+    src: Sequence[Sequence[int]],
+    targets: EncodedTargets,
+    grammar: GrammarTable,
+    cfg: TrainConfig,
+    pad_id: int,
+    valid: tuple[Sequence[Sequence[int]], EncodedTargets] | None = None,
+    score_fn: Callable[[], float] | None = None,
+    run_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Fit ``model`` in place and restore the best weights seen on validation.
+
+    ``score_fn`` (higher is better) is called for select="spearman"; otherwise the validation
+    loss is used. Without validation data the last weights are kept.
+    """
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    lengths = [len(s) for s in src]
+    steps_per_epoch = math.ceil(len(src) / cfg.batch_size)
+    total = cfg.max_steps or steps_per_epoch * cfg.max_epochs
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    metrics_file = None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_file = (run_dir / "metrics.jsonl").open("a")
+
+    best_score, best_epoch, best_state = -math.inf, -1, None
+    bad_evals, step, epoch = 0, 0, 0
+    result = TrainResult(-1, math.nan, 0, 0, 0.0)
+    start = time.perf_counter()
+    progress = _progress(cfg.progress, total)
+    task = progress.add_task("training", total=total, loss=math.nan, ex_s=0.0) if progress else None
+    try:
+        for epoch in range(1, cfg.max_epochs + 1):
+            model.train()
+            ep_loss, ep_n, ep_start = 0.0, 0, time.perf_counter()
+            for idx in length_batches(lengths, cfg.batch_size, rng):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, cfg)
+                loss = grammar_loss(
+                    model, make_batch(idx, src, targets, pad_id), grammar, cfg.label_smoothing
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                step += 1
+                ep_loss += float(loss.detach()) * len(idx)
+                ep_n += len(idx)
+                if progress:
+                    rate = ep_n / max(time.perf_counter() - ep_start, 1e-9)
+                    progress.update(task, advance=1, loss=ep_loss / ep_n, ex_s=rate)
+                if step >= total or _out_of_time(start, cfg):
+                    break
+            row: dict = {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": ep_loss / max(ep_n, 1),
+                "lr": lr_at(step, total, cfg),
+                "examples_per_s": ep_n / max(time.perf_counter() - ep_start, 1e-9),
+                "elapsed_s": time.perf_counter() - start,
+            }
+            done = step >= total or _out_of_time(start, cfg)
+            if valid is not None and (epoch % cfg.eval_every == 0 or done):
+                row["valid_loss"] = eval_loss(model, valid[0], valid[1], grammar, pad_id)
+                if cfg.select == "spearman":
+                    if score_fn is None:
+                        raise ValueError(
+                            "select='spearman' needs a score function (validation data)"
+                        )
+                    row["valid_spearman"] = score = score_fn()
+                else:
+                    score = -row["valid_loss"]
+                if score > best_score:
+                    best_score, best_epoch, bad_evals = score, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_evals += 1
+            result.history.append(row)
+            if metrics_file:
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+            if log and not progress:
+                log(json.dumps(row))
+            if done:
+                result.stopped = "max_steps" if step >= total else "time_budget"
+                break
+            if bad_evals >= cfg.patience:
+                result.stopped = "early_stopping"
+                break
+    finally:
+        if progress:
+            progress.stop()
+        if metrics_file:
+            metrics_file.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.best_epoch, result.best_score = best_epoch, best_score
+    result.epochs, result.steps, result.seconds = epoch, step, time.perf_counter() - start
+    return result
+
+
+def _out_of_time(start: float, cfg: TrainConfig) -> bool:
+    return cfg.time_budget_s is not None and time.perf_counter() - start > cfg.time_budget_s
+
+
+def _progress(enabled: bool, total: int):
+    """A rich progress bar with loss and throughput, or None when disabled / not a terminal."""
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[ex_s]:.0f} ex/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+    progress.start()
+    return progress
