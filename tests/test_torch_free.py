@@ -9,7 +9,7 @@ import sys
 def test_core_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import rlm.data, rlm.text, rlm.vocab, rlm.metrics\n"
+        "import rlm, rlm.data, rlm.text, rlm.vocab, rlm.metrics, rlm.numbers, rlm.targets, rlm.config\n"
         "rlm.data.load_demo('x264')\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )

@@ -172,3 +172,26 @@ def test_config_dict_round_trip():
     assert VocabConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match=r"unknown VocabConfig keys \['size'\]"):
         VocabConfig.from_dict({"size": 3})
+
+
+def test_structure_aware_pattern_keeps_only_matches_as_whole_tokens() -> None:
+    cell = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    cfg = VocabConfig(pattern=r"[a-z_0-9]+~\d|\+", vocab_size=512, min_frequency=1)
+    tok = InputTokenizer.train([cell] * 3, cfg)
+    assert tok.tokens(cell)[1:-1] == [
+        "nor_conv_3x3~0",
+        "+",
+        "none~0",
+        "skip_connect~1",
+        "+",
+        "avg_pool_3x3~0",
+        "nor_conv_1x1~1",
+        "none~2",
+    ]
+    again = InputTokenizer.from_json(tok.to_json())
+    assert again.encode(cell) == tok.encode(cell) and again.config.pattern == cfg.pattern
+
+
+def test_bad_pattern_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a valid regex"):
+        VocabConfig(pattern="[unclosed")

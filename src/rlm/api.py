@@ -192,11 +192,20 @@ class RegressionLM:
         greedy: bool = False,
         seed: int = 0,
         batch_size: int | None = None,
+        objectives: int | None = None,
     ) -> np.ndarray:
-        """Draw ``n`` samples per input: array (B, n, K), K = number of objectives."""
+        """Draw ``n`` samples per input: array (B, n, K), K = number of objectives.
+
+        ``objectives=k`` decodes only the first k objectives (K = k): those after them are never
+        computed, which is faster when later objectives are auxiliary.
+        """
         tok, codec, net = self._check_fitted()
         if n < 1:
             raise ValueError(f"n={n}: need at least one sample")
+        k = len(codec.names) if objectives is None else objectives
+        if not 1 <= k <= len(codec.names):
+            raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
+        length = codec.spans[k - 1][1]
         ids = self._encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
         grammar = GrammarTable(codec.grammar)
@@ -204,13 +213,13 @@ class RegressionLM:
         # bound the number of sequences decoded together (memory), whole inputs at a time
         bs = batch_size or max(1, 8192 // n)
         order = np.argsort([len(s) for s in ids], kind="stable")  # similar lengths together
-        out = np.empty((len(ids), n, len(codec.names)))
+        out = np.empty((len(ids), n, k))
         net.eval()
         for i in range(0, len(ids), bs):
             idx = order[i : i + bs]
             src, pad = pad_inputs([ids[j] for j in idx], tok.pad_id)
-            toks = decode(net, src, pad, grammar, n, cfg, gen)  # (b, n, L)
-            out[idx] = codec.decode(toks.numpy())
+            toks = decode(net, src, pad, grammar, n, cfg, gen, length)  # (b, n, length)
+            out[idx] = codec.decode(toks.numpy(), objectives=k)
         return out
 
     def predict(

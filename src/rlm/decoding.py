@@ -60,10 +60,15 @@ def decode(
     samples: int,
     config: DecodeConfig,
     generator: torch.Generator | None = None,
+    length: int | None = None,
 ) -> torch.Tensor:
-    """src (B, T), src_pad (B, T) -> token ids (B, S, L) accepted by the grammar."""
+    """src (B, T), src_pad (B, T) -> token ids (B, S, L) accepted by the grammar.
+
+    ``length`` < L stops after a prefix (e.g. the first objectives only): objectives are decoded
+    in order, so a prefix is exactly what full decoding would have produced up to there.
+    """
     b = src.shape[0]
-    n, length = b * samples, model.out_len
+    n, length = b * samples, length or model.out_len
     memory = model.encode(src, src_pad)  # (B, T, D), once per input
     kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
     mask = model.attn_mask(src_pad)  # (B, 1, 1, T), broadcast over the S sample-queries

@@ -97,17 +97,16 @@ class TargetCodec:
                 raise AssertionError("encoded targets rejected by their own grammar")
         return EncodedTargets(ids, weight, states)
 
-    def decode(self, ids: np.ndarray) -> np.ndarray:
-        """ids (..., L) -> values (..., K) float64."""
-        flat = ids.reshape(-1, self.length)
-        out = np.stack(
-            [
-                t.decode_ids(flat[:, a:b])
-                for (a, b), t in zip(self.spans, self.tokenizers, strict=True)
-            ],
-            axis=-1,
-        )
-        return out.reshape(*ids.shape[:-1], len(self.names))
+    def decode(self, ids: np.ndarray, objectives: int | None = None) -> np.ndarray:
+        """ids (..., L) -> values (..., K) float64; ``objectives=k`` decodes a k-objective prefix."""
+        k = len(self.names) if objectives is None else objectives
+        want = self.spans[k - 1][1]
+        if ids.shape[-1] != want:
+            raise ValueError(f"expected {want} tokens for {k} objective(s), got {ids.shape[-1]}")
+        flat = ids.reshape(-1, want)
+        spans = zip(self.spans[:k], self.tokenizers[:k], strict=True)
+        out = np.stack([t.decode_ids(flat[:, a:b]) for (a, b), t in spans], axis=-1)
+        return out.reshape(*ids.shape[:-1], k)
 
     def to_dict(self) -> dict:
         return {

@@ -1,0 +1,191 @@
+"""Model, decoding and the RegressionLM API, on tiny seeded models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlm import RegressionLM
+from rlm.config import ModelConfig, TrainConfig, preset
+from rlm.decoding import DecodeConfig, GrammarTable, decode
+from rlm.model import RegressionTransformer
+from rlm.numbers import NumberConfig
+from rlm.targets import TargetCodec
+from rlm.training import grammar_loss, make_batch, pad_inputs
+
+TINY = preset("tiny")
+
+
+def _codec(config: NumberConfig, k: int = 2) -> TargetCodec:
+    rows = [{f"t{j}": float(v + j) for j in range(k)} for v in (0.5, 3.0, 70.0)]
+    return TargetCodec.fit(rows, [f"t{j}" for j in range(k)], config)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        NumberConfig(),
+        NumberConfig(scheme="p10"),
+        NumberConfig(scheme="normalized"),
+        NumberConfig(base=2, exponent_digits=4, mantissa_digits=8),
+    ],
+)
+def test_random_weights_always_decode_valid_numbers(config: NumberConfig) -> None:
+    """The grammar alone guarantees validity, whatever the weights say."""
+    codec = _codec(config)
+    torch.manual_seed(0)
+    net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
+    with torch.no_grad():  # large random head weights make the raw distribution wild
+        net.head.weight.normal_(0, 5.0)
+    src, pad = pad_inputs([[2, 7, 9, 3], [2, 11, 3], [2, 3]], 0)
+    for cfg in (
+        DecodeConfig(),
+        DecodeConfig(greedy=True),
+        DecodeConfig(temperature=3.0, top_p=0.9),
+    ):
+        ids = decode(
+            net, src, pad, GrammarTable(codec.grammar), 32, cfg, torch.Generator().manual_seed(1)
+        )
+        assert ids.shape == (3, 32, codec.length)
+        for row in ids.reshape(-1, codec.length).numpy():
+            assert codec.grammar.accepts(row.tolist())
+        values = codec.decode(ids.numpy())
+        assert values.shape == (3, 32, 2)
+        assert np.isfinite(values).all()
+
+
+def test_incremental_decoding_matches_teacher_forcing() -> None:
+    """KV-cached step logits equal the full forward pass at every position (and every sample)."""
+    codec = _codec(NumberConfig())
+    torch.manual_seed(0)
+    net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
+    src, pad = pad_inputs([[2, 7, 9, 3], [2, 11, 3]], 0)
+    tgt = torch.as_tensor(codec.encode([{"t0": 1.5, "t1": -2.0}, {"t0": 30.0, "t1": 0.01}]).ids)
+    samples = 3
+    with torch.no_grad():
+        tgt_in = torch.cat([torch.full((2, 1), net.bos), tgt[:, :-1]], 1)
+        full = net(src, pad, tgt_in)  # (B, L, V)
+        kv, mask = net.cross_kv(net.encode(src, pad)), net.attn_mask(pad)
+        cache = net.new_cache(2 * samples)
+        for pos in range(codec.length):
+            tok = tgt_in[:, pos].repeat_interleave(samples)
+            step = net.decode_step(tok, pos, cache, kv, mask, samples).view(2, samples, -1)
+            for s in range(samples):
+                torch.testing.assert_close(step[:, s], full[:, pos], atol=1e-5, rtol=1e-4)
+
+
+def test_padding_does_not_change_predictions() -> None:
+    codec = _codec(NumberConfig())
+    torch.manual_seed(0)
+    net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
+    grammar = GrammarTable(codec.grammar)
+    alone = decode(net, *pad_inputs([[2, 5, 3]], 0), grammar, 1, DecodeConfig(greedy=True))
+    padded = decode(
+        net,
+        *pad_inputs([[2, 5, 3], [2, 5, 6, 7, 8, 9, 3]], 0),
+        grammar,
+        1,
+        DecodeConfig(greedy=True),
+    )
+    assert torch.equal(alone[0], padded[0])
+
+
+def test_missing_objectives_are_masked_out_of_the_loss() -> None:
+    codec = TargetCodec.fit([{"a": 1.0, "b": 2.0}, {"a": 3.0}], ["a", "b"], NumberConfig())
+    tg = codec.encode([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
+    n = codec.tokenizers[0].length
+    assert tg.weight[1, n:].sum() == 0 and tg.weight[1, :n].all()
+    torch.manual_seed(0)
+    net = RegressionTransformer(TINY, 20, len(codec.tokens), codec.length)
+    batch = make_batch(np.arange(2), [[2, 5, 3], [2, 6, 3]], tg, 0)
+    loss = grammar_loss(net, batch, GrammarTable(codec.grammar))
+    assert math.isfinite(float(loss))
+
+
+def _toy(n: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:
+    """Configs whose target is a simple function of their options."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _ in range(n):
+        a, b = int(rng.integers(0, 10)), int(rng.integers(0, 4))
+        xs.append({"threads": a, "cache": ["lru", "lfu", "fifo", "none"][b]})
+        ys.append(10.0 + 7.5 * a + 20.0 * b)
+    return xs, np.asarray(ys)
+
+
+def test_tiny_model_overfits_64_examples() -> None:
+    from rlm.metrics import spearman
+
+    xs, ys = _toy(64)
+    model = RegressionLM(
+        model=ModelConfig(
+            d_model=64, n_heads=4, enc_layers=2, dec_d_model=64, dec_heads=4, dec_layers=1
+        ),
+        train=TrainConfig(max_epochs=80, lr=3e-3, batch_size=8, progress=False),
+    )
+    model.fit(xs, ys)
+    pred = model.predict(xs, samples=16)[:, 0]
+    assert spearman(ys, pred) > 0.95
+
+
+@pytest.fixture(scope="module")
+def fitted() -> RegressionLM:
+    xs, ys = _toy(48, seed=1)
+    y2 = np.stack([ys, ys / 10 + 1], axis=1)
+    return RegressionLM(
+        model="tiny", targets=["latency", "memory"], train=TrainConfig(max_epochs=3, progress=False)
+    ).fit(xs, y2)
+
+
+def test_shapes_and_intervals(fitted: RegressionLM) -> None:
+    xs, _ = _toy(5, seed=2)
+    assert fitted.sample(xs, 7).shape == (5, 7, 2)
+    assert fitted.predict(xs).shape == (5, 2)
+    assert fitted.predict(xs, samples=0).shape == (5, 2)  # greedy
+    lo, hi = fitted.predict_interval(xs, 0.8)
+    assert lo.shape == hi.shape == (5, 2) and (lo <= hi).all()
+    # same seed, same samples; another seed, other samples
+    assert np.array_equal(fitted.sample(xs, 4, seed=3), fitted.sample(xs, 4, seed=3))
+
+
+def test_save_load_round_trip(fitted: RegressionLM, tmp_path) -> None:
+    xs, _ = _toy(10, seed=3)
+    fitted.save(tmp_path / "m")
+    loaded = RegressionLM.load(tmp_path / "m")
+    assert loaded.targets == fitted.targets
+    np.testing.assert_array_equal(loaded.sample(xs, 8, seed=5), fitted.sample(xs, 8, seed=5))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m: m.predict_interval(["x"], 1.5), "level"),
+        (lambda m: m.sample(["x"], 0), "at least one sample"),
+        (lambda m: m.predict(["x"], stat="mode"), "stat"),
+    ],
+)
+def test_bad_arguments(fitted: RegressionLM, call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call(fitted)
+
+
+def test_unfitted_and_bad_checkpoint(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not fitted"):
+        RegressionLM(model="tiny").predict(["x"])
+    with pytest.raises(ValueError, match="not an rlm checkpoint"):
+        RegressionLM.load(tmp_path)
+    with pytest.raises(ValueError, match="unknown preset"):
+        RegressionLM(model="huge")
+
+
+def test_nan_target_rejected_with_row() -> None:
+    with pytest.raises(ValueError, match="row '1': target 'y' is nan"):
+        RegressionLM(model="tiny").fit(["a", {"x": 1}], [1.0, math.nan])
