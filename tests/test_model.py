@@ -189,3 +189,33 @@ def test_unfitted_and_bad_checkpoint(tmp_path) -> None:
 def test_nan_target_rejected_with_row() -> None:
     with pytest.raises(ValueError, match="row '1': target 'y' is nan"):
         RegressionLM(model="tiny").fit(["a", {"x": 1}], [1.0, math.nan])
+
+
+def test_training_is_deterministic_with_a_seed() -> None:
+    xs, ys = _toy(24, seed=4)
+
+    def fit(seed: int) -> RegressionLM:
+        cfg = TrainConfig(max_epochs=2, seed=seed, progress=False)
+        return RegressionLM(model="tiny", train=cfg).fit(xs, ys)
+
+    a, b, c = fit(0), fit(0), fit(1)
+    for (name, pa), pb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert np.array_equal(a.sample(xs, 4), b.sample(xs, 4))
+    assert not torch.equal(a.net.head.weight, c.net.head.weight)
+
+
+@pytest.mark.parametrize(
+    ("step", "elapsed", "budget", "expected"),
+    [
+        (0, 0.0, None, 1e-3 / 5),  # warm-up: 5 of 100 steps
+        (4, 0.0, None, 1e-3),
+        (100, 0.0, None, 1e-4),  # end of cosine: lr * min_lr_frac
+        (10, 60.0, 60.0, 1e-4),  # the clock ran out first: schedule ends anyway
+    ],
+)
+def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: float) -> None:
+    from rlm.training import lr_at
+
+    cfg = TrainConfig(lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget)
+    assert lr_at(step, 100, cfg, elapsed) == pytest.approx(expected)

@@ -92,11 +92,18 @@ def grammar_loss(
     return (nll * batch.weight).sum() / batch.weight.sum().clamp_min(1.0)
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_frac``.
+
+    With a time budget, progress is the larger of the step fraction and the time fraction, so a
+    run cut short by the clock still ends its schedule at the low learning rate.
+    """
     warm = max(1, int(cfg.warmup_frac * total))
     if step < warm:
         return cfg.lr * (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
+    if cfg.time_budget_s:
+        progress = max(progress, min(1.0, elapsed_s / cfg.time_budget_s))
     floor = cfg.lr * cfg.min_lr_frac
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -182,7 +189,7 @@ def train(
             ep_loss, ep_n, ep_start = 0.0, 0, time.perf_counter()
             for idx in length_batches(lengths, cfg.batch_size, rng):
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, cfg)
+                    group["lr"] = lr_at(step, total, cfg, time.perf_counter() - start)
                 loss = grammar_loss(
                     model, make_batch(idx, src, targets, pad_id), grammar, cfg.label_smoothing
                 )
@@ -203,7 +210,7 @@ def train(
                 "epoch": epoch,
                 "step": step,
                 "train_loss": ep_loss / max(ep_n, 1),
-                "lr": lr_at(step, total, cfg),
+                "lr": lr_at(step, total, cfg, time.perf_counter() - start),
                 "examples_per_s": ep_n / max(time.perf_counter() - ep_start, 1e-9),
                 "elapsed_s": time.perf_counter() - start,
             }
