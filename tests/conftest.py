@@ -1,0 +1,41 @@
+"""Shared fixtures: one tiny trained model per test session (seconds on one core)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SERVE_TARGETS = ("cifar10_test_acc", "latency_ms_pixel3")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny NAS-Bench-201 model (200 rows, 2 objectives, 2 epochs), saved to a directory."""
+    import torch
+
+    from rlm import RegressionLM
+    from rlm.cli import DEMO_PATTERN
+    from rlm.config import TrainConfig
+    from rlm.data import load_demo
+    from rlm.vocab import VocabConfig
+
+    torch.set_num_threads(1)
+    rows = load_demo("nas201", "train")[:200]
+    model = RegressionLM(
+        model="tiny",
+        targets=list(SERVE_TARGETS),
+        vocab=VocabConfig(pattern=DEMO_PATTERN),
+        train=TrainConfig(max_epochs=2, batch_size=32, lr=3e-3, progress=False),
+    )
+    out = tmp_path_factory.mktemp("tiny-model")
+    model.fit(rows, run_dir=out)
+    model.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    from rlm import RegressionLM
+
+    return RegressionLM.load(tiny_model_dir)
