@@ -136,14 +136,19 @@ def main() -> None:
     table = Table(title=f"NAS-Bench-201 {TARGET}: 1,000 train rows, 1,000 test rows")
     for col in ("method", "kendall", "spearman", "mae", "r2", "cov80", "train s", "params"):
         table.add_column(col, justify="right" if col != "method" else "left")
+
+    def cell(r: dict, key: str, digits: int) -> str:
+        # metrics are omitted when undefined (a constant prediction has no rank correlation)
+        return f"{r[key]:.{digits}f}" if key in r else "—"
+
     for name, r in rows.items():
         table.add_row(
             name,
-            f"{r['kendall']:.4f}",
-            f"{r['spearman']:.4f}",
-            f"{r['mae']:.3f}",
-            f"{r.get('r2', float('nan')):.3f}",
-            f"{r['coverage']:.3f}" if "coverage" in r else "",
+            cell(r, "kendall", 4),
+            cell(r, "spearman", 4),
+            cell(r, "mae", 3),
+            cell(r, "r2", 3),
+            cell(r, "coverage", 3),
             f"{r['train_s']:.1f}",
             f"{r['params']:,}" if r["params"] > 0 else "",
         )

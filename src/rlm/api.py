@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +35,42 @@ from .vocab import InputTokenizer, VocabConfig
 
 Input = str | Mapping[str, Any]
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One sampling pass, summarised: per input and objective, median and central interval."""
+
+    point: np.ndarray  # (B, K) median of the samples
+    lower: np.ndarray  # (B, K) (1 - level) / 2 quantile
+    upper: np.ndarray  # (B, K) (1 + level) / 2 quantile
+    draws: np.ndarray  # (B, S, K) the samples themselves
+    level: float
+
+    @classmethod
+    def from_draws(cls, draws: np.ndarray, level: float) -> Predictions:
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
+        a = (1.0 - level) / 2.0
+        lower, upper = np.quantile(draws, [a, 1.0 - a], axis=1)
+        return cls(np.median(draws, axis=1), lower, upper, draws, level)
+
+
+def score(
+    rows: Sequence[Example], names: Sequence[str], pred: Predictions
+) -> dict[str, dict[str, float]]:
+    """Metrics per objective over the rows that have it (at least 2), with the count ``n``."""
+    report: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(names):
+        have = [i for i, e in enumerate(rows) if name in e.y]
+        if len(have) < 2:
+            continue
+        true = np.array([rows[i].y[name] for i in have])
+        metrics = regression_metrics(
+            true, pred.point[have, k], lower=pred.lower[have, k], upper=pred.upper[have, k]
+        )
+        report[name] = {"n": len(have), **metrics}
+    return report
 
 
 def as_examples(
@@ -150,8 +188,11 @@ class RegressionLM:
         tok, codec, net = self._check_fitted()
         src = tok.encode_batch(self.texts(train_ex))
         tg = codec.encode([e.y for e in train_ex])
-        if codec.clamped:
-            print(f"warning: {codec.clamped} training targets were clamped into the number range")
+        if codec.clamped:  # the explicit opt-in still deserves a visible report
+            warnings.warn(
+                f"{codec.clamped} training targets were clamped into the number range",
+                stacklevel=2,
+            )
         grammar = GrammarTable(codec.grammar)
         valid_data, score_fn = None, None
         if valid_ex:
@@ -240,15 +281,20 @@ class RegressionLM:
             return draws.mean(axis=1)
         raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
 
+    def distribution(
+        self, X: Sequence[Any], *, samples: int = 64, level: float = 0.8, seed: int = 0
+    ) -> Predictions:
+        """One sampling pass: median, central ``level`` interval and the draws themselves."""
+        if not 0.0 < level < 1.0:  # checked before the (costly) sampling
+            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
+        return Predictions.from_draws(self.sample(X, samples, seed=seed), level)
+
     def predict_interval(
         self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """Central ``level`` quantile interval per input and objective: (lower, upper), each (B, K)."""
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
-        draws = self.sample(X, samples, seed=seed)
-        a = (1 - level) / 2
-        return np.quantile(draws, a, axis=1), np.quantile(draws, 1 - a, axis=1)
+        pred = self.distribution(X, samples=samples, level=level, seed=seed)
+        return pred.lower, pred.upper
 
     def evaluate(
         self,
@@ -259,23 +305,12 @@ class RegressionLM:
         level: float = 0.8,
         seed: int = 0,
     ) -> dict[str, dict[str, float]]:
-        """Metrics per objective: spearman, kendall, mae, mape, r2, interval coverage and width."""
+        """Metrics per objective: n, spearman, kendall, mae, mape, r2, interval coverage and width."""
         _, codec, _ = self._check_fitted()
         ex = as_examples(X, y, self.targets)
-        draws = self.sample(ex, samples, seed=seed)
-        a = (1 - level) / 2
-        point = np.median(draws, axis=1)
-        lo, hi = np.quantile(draws, a, axis=1), np.quantile(draws, 1 - a, axis=1)
-        report: dict[str, dict[str, float]] = {}
-        for k, name in enumerate(codec.names):
-            have = [i for i, e in enumerate(ex) if name in e.y]
-            if len(have) < 2:
-                continue
-            true = np.array([ex[i].y[name] for i in have])
-            report[name] = regression_metrics(
-                true, point[have, k], lower=lo[have, k], upper=hi[have, k]
-            )
-        return report
+        return score(
+            ex, codec.names, self.distribution(ex, samples=samples, level=level, seed=seed)
+        )
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

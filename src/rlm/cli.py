@@ -43,7 +43,7 @@ from .vocab import VocabConfig
 if TYPE_CHECKING:
     import numpy as np
 
-    from .api import RegressionLM
+    from .api import Predictions, RegressionLM
 
 app = typer.Typer(
     name="rlm",
@@ -350,53 +350,6 @@ def _check_checkpoint(directory: Path) -> None:
             f"{directory} is not an rlm checkpoint ({', '.join(missing)} missing): "
             "point to the --out directory of `rlm train`"
         )
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Per input and target: median of the samples and the central ``level`` interval."""
-
-    point: np.ndarray  # (B, K)
-    lower: np.ndarray  # (B, K)
-    upper: np.ndarray  # (B, K)
-    draws: np.ndarray  # (B, S, K)
-
-
-def sample_predictions(
-    model: RegressionLM, xs: Sequence[Any], samples: int, level: float, seed: int
-) -> Predictions:
-    """One sampling pass gives point, interval and draws, consistent with ``model.evaluate``."""
-    import numpy as np
-
-    draws = model.sample(xs, samples, seed=seed)
-    a = (1.0 - level) / 2.0
-    return Predictions(
-        np.median(draws, axis=1),
-        np.quantile(draws, a, axis=1),
-        np.quantile(draws, 1.0 - a, axis=1),
-        draws,
-    )
-
-
-def score(
-    rows: Sequence[Example], names: Sequence[str], pred: Predictions
-) -> dict[str, dict[str, float]]:
-    """Metrics per target over the rows that have it (n >= 2), plus the count ``n``."""
-    import numpy as np
-
-    from .metrics import regression_metrics
-
-    report: dict[str, dict[str, float]] = {}
-    for k, name in enumerate(names):
-        have = [i for i, e in enumerate(rows) if name in e.y]
-        if len(have) < 2:
-            continue
-        true = np.array([rows[i].y[name] for i in have])
-        m = regression_metrics(
-            true, pred.point[have, k], lower=pred.lower[have, k], upper=pred.upper[have, k]
-        )
-        report[name] = {"n": len(have), **m}
-    return report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -948,7 +901,7 @@ def predict(
                     for i, (_, parsed) in enumerate(chunk)
                 ]
                 index += len(chunk)
-                p = sample_predictions(model, xs_chunk, samples, level, seed)
+                p = model.distribution(xs_chunk, samples=samples, level=level, seed=seed)
                 if writer is None:
                     shown += zip(xs_chunk, p.point, p.lower, p.upper, strict=True)
                     continue
@@ -1059,7 +1012,9 @@ def evaluate(
         if limit is not None:
             rows = rows[:limit]
         model = load_model(directory)
-        pred = sample_predictions(model, rows, samples, level, seed)
+        pred = model.distribution(rows, samples=samples, level=level, seed=seed)
+        from .api import score  # torch-backed module: imported only when evaluating
+
         metrics = score(rows, names, pred)
         if not metrics:
             raise ValueError(
@@ -1242,7 +1197,7 @@ def _run_demo(out_dir: Path, plan: DemoPlan, budget: float | None, progress: boo
     result = model.result
     assert result is not None and model.net is not None
 
-    pred = sample_predictions(model, test_rows, plan.samples, 0.8, seed=0)
+    pred = model.distribution(test_rows, samples=plan.samples, level=0.8, seed=0)
     true = np.array([e.y[DEMO_TARGET] for e in test_rows])
     ours = regression_metrics(
         true, pred.point[:, 0], lower=pred.lower[:, 0], upper=pred.upper[:, 0]
@@ -1289,7 +1244,7 @@ def _run_demo(out_dir: Path, plan: DemoPlan, budget: float | None, progress: boo
     )
     # One unseen cell, predicted from its string alone, as a user would.
     cell = test_rows[0]
-    one = sample_predictions(model, [cell.x], plan.samples, 0.8, seed=1)
+    one = model.distribution([cell.x], samples=plan.samples, level=0.8, seed=1)
     out.print(
         f"\nnew cell {cell.x}\n  predicted {fmt(float(one.point[0, 0]))}%, 80% interval "
         f"[{fmt(float(one.lower[0, 0]))}, {fmt(float(one.upper[0, 0]))}]; "

@@ -237,7 +237,10 @@ def train(
             if log and not progress:
                 log(json.dumps(row))
             if done:
-                result.stopped = "max_steps" if step >= total else "time_budget"
+                if step < total:
+                    result.stopped = "time_budget"
+                else:
+                    result.stopped = "max_steps" if cfg.max_steps else "max_epochs"
                 break
             if bad_evals >= cfg.patience:
                 result.stopped = "early_stopping"
