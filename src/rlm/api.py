@@ -250,7 +250,14 @@ class RegressionLM:
         ids = self._encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
         grammar = GrammarTable(codec.grammar)
+        # uniforms in the caller's (B, n, L) order: an input's draws depend only on its position,
+        # the seed and n, not on how inputs are grouped below (the server draws them the same way)
         gen = torch.Generator().manual_seed(seed)
+        u = (
+            None
+            if greedy
+            else torch.rand((len(ids), n, length), generator=gen, dtype=torch.float64)
+        )
         # bound the number of sequences decoded together (memory), whole inputs at a time
         bs = batch_size or max(1, 8192 // n)
         order = np.argsort([len(s) for s in ids], kind="stable")  # similar lengths together
@@ -259,7 +266,8 @@ class RegressionLM:
         for i in range(0, len(ids), bs):
             idx = order[i : i + bs]
             src, pad = pad_inputs([ids[j] for j in idx], tok.pad_id)
-            toks = decode(net, src, pad, grammar, n, cfg, gen, length)  # (b, n, length)
+            rows_u = None if u is None else u[idx].reshape(-1, length)
+            toks = decode(net, src, pad, grammar, n, cfg, length=length, uniforms=rows_u)
             out[idx] = codec.decode(toks.numpy(), objectives=k)
         return out
 

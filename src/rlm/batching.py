@@ -199,13 +199,14 @@ def sample_jobs(
     Sampling is by inverse CDF with uniforms drawn per job from ``torch.Generator(seed)``, in the
     job's own (n_j, S_j, L) shape, so a job's draws do not depend on its batch-mates. (Batched
     matrix products may round differently for different batch shapes; a token can only change
-    when a uniform falls within ~1e-7 of a probability boundary.) These are not the same draws as
-    ``RegressionLM.sample(seed=...)``, which shares one generator across its whole batch, but they
-    follow the same distribution: temperature 1, no top-p.
+    when a uniform falls within ~1e-7 of a probability boundary.) They are the draws that
+    ``RegressionLM.sample(texts, samples, seed=seed)`` gives for the same request: both draw
+    (n, S, L) uniforms from ``torch.Generator().manual_seed(seed)`` and decode them through
+    ``rlm.decoding.decode``. Temperature 1, no top-p.
     """
     import torch
 
-    from .decoding import GrammarTable
+    from .decoding import DecodeConfig, GrammarTable, decode
     from .training import pad_inputs
 
     tok, codec, net = model._check_fitted()
@@ -233,7 +234,8 @@ def sample_jobs(
         for a in range(0, len(rows), chunk):
             b = min(a + chunk, len(rows))
             src, pad = pad_inputs(rows[a:b], tok.pad_id)
-            toks[a:b] = _decode_uniform(net, src, pad, grammar, s, u[a * s : b * s], length)
+            u_rows = u[a * s : b * s]
+            toks[a:b] = decode(net, src, pad, grammar, s, DecodeConfig(), uniforms=u_rows).numpy()
         draws = codec.decode(toks)
         at = 0
         for i in members:
@@ -241,33 +243,3 @@ def sample_jobs(
             results[i] = draws[at : at + n]
             at += n
     return [r for r in results if r is not None]
-
-
-def _decode_uniform(
-    net: Any, src: Any, src_pad: Any, grammar: Any, samples: int, u: Any, length: int
-):
-    """``rlm.decoding.decode`` with inverse-CDF sampling from given uniforms ``u`` (N, L)."""
-    import torch
-
-    with torch.inference_mode():
-        b = src.shape[0]
-        n = b * samples
-        memory = net.encode(src, src_pad)
-        kv = net.cross_kv(memory)
-        mask = net.attn_mask(src_pad)
-        cache = net.new_cache(n, dtype=memory.dtype)
-        state = torch.full((n,), grammar.start, dtype=torch.int64)
-        tok = torch.full((n,), net.bos, dtype=torch.int64)
-        out = torch.empty((n, length), dtype=torch.int64)
-        for pos in range(length):
-            logits = net.decode_step(tok, pos, cache, kv, mask, samples).float()
-            probs = logits.masked_fill(~grammar.mask[state], float("-inf")).softmax(-1)
-            cdf = probs.double().cumsum(-1)  # disallowed tokens add exactly 0
-            # first token whose cdf exceeds u * total: always an allowed one, never past the end
-            target = (u[:, pos] * cdf[:, -1]).unsqueeze(-1)
-            tok = torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1)
-            out[:, pos] = tok
-            state = grammar.table[state, tok]
-        if bool((state < 0).any()):  # cannot happen: the cdf only rises at allowed tokens
-            raise AssertionError("decoding left the grammar")
-        return out.view(b, samples, length).numpy()

@@ -51,6 +51,17 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token per row whose cumulative probability first reaches ``u * total``; u in [0, 1).
+
+    Zero-probability (forbidden) tokens add exactly 0 to the float64 cdf, so they can never be
+    the first to reach the target, and the clamp only guards the u -> 1 rounding edge.
+    """
+    cdf = probs.double().cumsum(-1)  # (N, V)
+    target = (u * cdf[:, -1]).unsqueeze(-1)  # (N, 1)
+    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1)
+
+
 @torch.inference_mode()
 def decode(
     model: RegressionTransformer,
@@ -61,14 +72,23 @@ def decode(
     config: DecodeConfig,
     generator: torch.Generator | None = None,
     length: int | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """src (B, T), src_pad (B, T) -> token ids (B, S, L) accepted by the grammar.
 
-    ``length`` < L stops after a prefix (e.g. the first objectives only): objectives are decoded
-    in order, so a prefix is exactly what full decoding would have produced up to there.
+    Sampling is by inverse CDF from uniforms (N, L), N = B*S in input-major order: drawn here
+    from ``generator``, or given by the caller (the server draws them per request so that a
+    request's samples do not depend on its batch-mates). ``length`` < L stops after a prefix
+    (e.g. the first objectives only): objectives are decoded in order, so a prefix is exactly
+    what full decoding would have produced up to there.
     """
     b = src.shape[0]
     n, length = b * samples, length or model.out_len
+    if not config.greedy:
+        if uniforms is None:
+            uniforms = torch.rand((n, length), generator=generator, dtype=torch.float64)
+        if uniforms.shape != (n, length):
+            raise ValueError(f"uniforms must have shape {(n, length)}, got {tuple(uniforms.shape)}")
     memory = model.encode(src, src_pad)  # (B, T, D), once per input
     kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
     mask = model.attn_mask(src_pad)  # (B, 1, 1, T), broadcast over the S sample-queries
@@ -85,7 +105,7 @@ def decode(
             logits = logits / config.temperature
             if config.top_p < 1.0:
                 logits = _top_p_filter(logits, config.top_p)
-            tok = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+            tok = inverse_cdf(logits.softmax(-1), uniforms[:, pos])
         out[:, pos] = tok
         state = grammar.table[state, tok]
     return out.view(b, samples, length)
