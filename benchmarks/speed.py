@@ -1,0 +1,264 @@
+"""Training and sampling throughput, measured against this CPU's own matmul peak.
+
+For the ``small`` and ``base`` presets at input lengths 128 and 512 tokens, in one run:
+
+* peak: the best of several large fp32 matmuls (the machine's dense limit, measured here);
+* training: examples/s, tokens/s and model FLOPs utilisation (MFU) = achieved FLOP/s / peak,
+  where the FLOPs are counted analytically (``step_flops``: every matmul of the forward pass,
+  attention included, times 3 for forward + backward);
+* sampling: predictions/s with 1 (greedy) and 64 samples per input at batch 1, 16 and 256,
+  achieved FLOP/s (encoder once per input + every decoded token of every sample), and the
+  batch-1 latency p50/p95;
+* the sample curve: cost per input for 1, 8, 64, 256 samples (encoder shared);
+* peak RSS.
+
+Inputs are random token ids of exactly the stated length, targets one ``ieee`` number (7 tokens).
+
+Run:  .venv/bin/python benchmarks/speed.py [--quick]
+Writes benchmarks/results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from rlm.config import ModelConfig, preset
+from rlm.decoding import DecodeConfig, GrammarTable, decode
+from rlm.model import RegressionTransformer
+from rlm.numbers import NumberConfig
+from rlm.targets import TargetCodec
+from rlm.training import Batch, grammar_loss
+
+OUT = Path(__file__).resolve().parent / "results" / "speed.json"
+IN_VOCAB = 512
+
+
+def matmul_peak(sizes: tuple[int, ...] = (2048, 3072, 4096), repeats: int = 4) -> float:
+    """Best observed fp32 FLOP/s over large square matmuls: the denominator of every MFU.
+
+    Taking the best size and the best repeat makes the peak as high as this CPU shows, so the
+    utilisation figures are conservative.
+    """
+    best_rate = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best_rate = max(best_rate, 2 * n**3 / (time.perf_counter() - t))
+    return best_rate
+
+
+def forward_macs(cfg: ModelConfig, t: int, l_out: int, vocab: int) -> tuple[float, float, float]:
+    """Multiply-accumulates of one forward pass, split as (encoder per input, memory K/V
+    projections per input, decoder per output token at full length)."""
+    d, e, r = cfg.d_model, cfg.dec_d_model, cfg.mlp_ratio
+    enc = cfg.enc_layers * t * ((4 + 2 * r) * d * d + 2 * t * d)
+    mem_kv = cfg.dec_layers * t * d * 2 * e
+    # per decoded token: self-attn (4E^2 + 2*L*E, L = average prefix ~ l_out/2, bounded by l_out),
+    # cross-attn q/proj (2E^2) + scores over T (2*T*E), MLP 2rE^2; then the output head
+    dec = cfg.dec_layers * ((4 + 2 + 2 * r) * e * e + 2 * l_out * e + 2 * t * e) + e * vocab
+    return float(enc), float(mem_kv), float(dec)
+
+
+def build(name: str, t: int) -> tuple[RegressionTransformer, TargetCodec]:
+    cfg = preset(name)
+    if t > cfg.max_input_len:
+        cfg = preset(name, max_input_len=t)
+    codec = TargetCodec.fit([{"y": 1.0}], ["y"], NumberConfig())
+    torch.manual_seed(0)
+    return RegressionTransformer(cfg, IN_VOCAB, len(codec.tokens), codec.length), codec
+
+
+def bench_training(name: str, t: int, peak: float, seconds: float) -> dict:
+    net, codec = build(name, t)
+    grammar = GrammarTable(codec.grammar)
+    b = max(4, 8192 // t)  # ~8k input tokens per step
+    tg = codec.encode([{"y": 12.5}] * b)
+    batch = Batch(
+        torch.randint(5, IN_VOCAB, (b, t)),
+        torch.zeros(b, t, dtype=torch.bool),
+        torch.as_tensor(tg.ids),
+        torch.as_tensor(tg.weight),
+        torch.as_tensor(tg.states, dtype=torch.int64),
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    net.train()
+
+    def step() -> None:
+        loss = grammar_loss(net, batch, grammar)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up: allocator, thread pools
+        step()
+    steps, start = 0, time.perf_counter()
+    while steps < 3 or time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    dt = (time.perf_counter() - start) / steps
+    enc, mem, dec = forward_macs(net.cfg, t, codec.length, len(codec.tokens))
+    flops = 3 * 2 * b * (enc + mem + codec.length * dec)  # forward + backward = 3 x forward
+    return {
+        "preset": name,
+        "input_tokens": t,
+        "params": net.num_params(),
+        "batch": b,
+        "step_s": dt,
+        "examples_per_s": b / dt,
+        "tokens_per_s": b * (t + codec.length) / dt,
+        "gflops": flops / dt / 1e9,
+        "mfu": flops / dt / peak,
+    }
+
+
+def bench_sampling(
+    name: str, t: int, peak: float, batches: list[int], samples: list[int]
+) -> list[dict]:
+    net, codec = build(name, t)
+    net.eval()
+    grammar = GrammarTable(codec.grammar)
+    enc, mem, dec = forward_macs(net.cfg, t, codec.length, len(codec.tokens))
+    rows = []
+    for b in batches:
+        src, pad = torch.randint(5, IN_VOCAB, (b, t)), torch.zeros(b, t, dtype=torch.bool)
+        for s in samples:
+            cfg = DecodeConfig(greedy=s == 1)
+            decode(net, src[:1], pad[:1], grammar, s, cfg)  # warm-up
+            times = []
+            budget = time.perf_counter()
+            while len(times) < 3 or (
+                b == 1 and len(times) < 20 and time.perf_counter() - budget < 5
+            ):
+                t0 = time.perf_counter()
+                decode(net, src, pad, grammar, s, cfg, torch.Generator().manual_seed(0))
+                times.append(time.perf_counter() - t0)
+                if b * s >= 4096:  # big configurations: one timed run is enough
+                    break
+            dt = statistics.median(times)
+            flops = 2 * b * (enc + mem + s * codec.length * dec)
+            rows.append(
+                {
+                    "preset": name,
+                    "input_tokens": t,
+                    "batch": b,
+                    "samples": s,
+                    "seconds": dt,
+                    "predictions_per_s": b / dt,
+                    "ms_per_input": 1e3 * dt / b,
+                    "p50_ms": 1e3 * statistics.median(times) if b == 1 else None,
+                    "p95_ms": 1e3 * sorted(times)[int(0.95 * (len(times) - 1))] if b == 1 else None,
+                    "gflops": flops / dt / 1e9,
+                    "flops_frac_of_peak": flops / dt / peak,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="small preset, 128 tokens, short timings")
+    ap.add_argument(
+        "--seconds", type=float, default=8.0, help="timed training seconds per configuration"
+    )
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    presets = ["small"] if args.quick else ["small", "base"]
+    lengths = [128] if args.quick else [128, 512]
+    seconds = 2.0 if args.quick else args.seconds
+    console = Console()
+
+    peak = matmul_peak()
+    console.print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    train_rows = [bench_training(p, t, peak, seconds) for p in presets for t in lengths]
+    table = Table(title="training")
+    for col in ("preset", "tokens", "params", "batch", "ex/s", "tok/s", "GFLOP/s", "MFU"):
+        table.add_column(col, justify="right")
+    for r in train_rows:
+        table.add_row(
+            r["preset"],
+            str(r["input_tokens"]),
+            f"{r['params']:,}",
+            str(r["batch"]),
+            f"{r['examples_per_s']:.1f}",
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['gflops']:.1f}",
+            f"{r['mfu']:.1%}",
+        )
+    console.print(table)
+
+    sample_rows = []
+    for p in presets:
+        for t in lengths:
+            big = p == "small" and t == 128  # the headline configuration gets batch 256
+            batches = [1, 16, 256] if big and not args.quick else [1, 16]
+            sample_rows += bench_sampling(p, t, peak, batches, [1, 64])
+    curve = bench_sampling("small", 128, peak, [16], [1, 8, 64, 256])
+    table = Table(title="sampling")
+    for col in (
+        "preset",
+        "tokens",
+        "batch",
+        "samples",
+        "pred/s",
+        "ms/input",
+        "p50 ms",
+        "p95 ms",
+        "GFLOP/s",
+        "of peak",
+    ):
+        table.add_column(col, justify="right")
+    for r in sample_rows:
+        table.add_row(
+            r["preset"],
+            str(r["input_tokens"]),
+            str(r["batch"]),
+            str(r["samples"]),
+            f"{r['predictions_per_s']:.1f}",
+            f"{r['ms_per_input']:.2f}",
+            f"{r['p50_ms']:.1f}" if r["p50_ms"] else "",
+            f"{r['p95_ms']:.1f}" if r["p95_ms"] else "",
+            f"{r['gflops']:.1f}",
+            f"{r['flops_frac_of_peak']:.1%}",
+        )
+    console.print(table)
+    table = Table(title="samples per input (small, 128 tokens, batch 16): cost per input")
+    for col in ("samples", "ms/input", "ms/sample"):
+        table.add_column(col, justify="right")
+    for r in curve:
+        table.add_row(
+            str(r["samples"]), f"{r['ms_per_input']:.2f}", f"{r['ms_per_input'] / r['samples']:.3f}"
+        )
+    console.print(table)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"peak RSS: {rss_mb:.0f} MiB")
+    result = {
+        "matmul_peak_gflops": peak / 1e9,
+        "threads": torch.get_num_threads(),
+        "training": train_rows,
+        "sampling": sample_rows,
+        "samples_curve": curve,
+        "peak_rss_mib": rss_mb,
+        "quick": args.quick,
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    console.print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
