@@ -133,6 +133,7 @@ class RegressionLM:
         self.codec: TargetCodec | None = None
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
+        self.training_summary: dict[str, Any] | None = None  # saved with the checkpoint
 
     # -- plumbing ---------------------------------------------------------------------------
     def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
@@ -220,6 +221,16 @@ class RegressionLM:
             score_fn=score_fn,
             run_dir=Path(run_dir) if run_dir else None,
         )
+        r = self.result
+        self.training_summary = {
+            "best_epoch": r.best_epoch,
+            "best_score": r.best_score,
+            "epochs": r.epochs,
+            "steps": r.steps,
+            "seconds": r.seconds,
+            "stopped": r.stopped,
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         return self
 
     # -- inference ------------------------------------------------------------------------------
@@ -341,17 +352,7 @@ class RegressionLM:
             "serializer": self.serializer.to_dict(),
             "numbers": self.numbers.to_dict(),
             "targets": codec.to_dict(),
-            "training": None
-            if self.result is None
-            else {
-                "best_epoch": self.result.best_epoch,
-                "best_score": self.result.best_score,
-                "epochs": self.result.epochs,
-                "steps": self.result.steps,
-                "seconds": self.result.seconds,
-                "stopped": self.result.stopped,
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
+            "training": self.training_summary,
         }
         (d / "config.json").write_text(json.dumps(meta, indent=2))
         return d

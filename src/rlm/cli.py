@@ -45,6 +45,17 @@ if TYPE_CHECKING:
 
     from .api import Predictions, RegressionLM
 
+# Input-layout options of `predict` and `eval`: they default to the layout saved by `train`.
+SavedXKey = Annotated[
+    str | None, typer.Option(help="Nested JSONL: key of the input (default: as trained).")
+]
+SavedXColumns = Annotated[
+    list[str] | None, typer.Option(help="Flat files: input columns (default: as trained).")
+]
+SavedXColumn = Annotated[
+    str | None, typer.Option(help="Flat files: one text input column (default: as trained).")
+]
+
 app = typer.Typer(
     name="rlm",
     help="Regression language models: read text or JSON configs, write numbers digit by digit.",
@@ -844,15 +855,9 @@ def predict(
     text: Annotated[
         bool, typer.Option("--text", help="Treat every INPUT as a literal string, even '{...}'.")
     ] = False,
-    x_key: Annotated[
-        str | None, typer.Option(help="Nested JSONL: key of the input (default: as trained).")
-    ] = None,
-    x_columns: Annotated[
-        list[str] | None, typer.Option(help="Flat files: input columns (default: as trained).")
-    ] = None,
-    x_column: Annotated[
-        str | None, typer.Option(help="Flat files: one text input column (default: as trained).")
-    ] = None,
+    x_key: SavedXKey = None,
+    x_columns: SavedXColumns = None,
+    x_column: SavedXColumn = None,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():
@@ -971,15 +976,9 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print metrics as JSON (target -> metric -> value).")
     ] = False,
-    x_key: Annotated[
-        str | None, typer.Option(help="Nested JSONL: key of the input (default: as trained).")
-    ] = None,
-    x_columns: Annotated[
-        list[str] | None, typer.Option(help="Flat files: input columns (default: as trained).")
-    ] = None,
-    x_column: Annotated[
-        str | None, typer.Option(help="Flat files: one text input column (default: as trained).")
-    ] = None,
+    x_key: SavedXKey = None,
+    x_columns: SavedXColumns = None,
+    x_column: SavedXColumn = None,
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():

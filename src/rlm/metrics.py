@@ -25,7 +25,8 @@ from scipy import stats
 ArrayLike = Sequence[float] | np.ndarray
 
 
-def _vector(a: ArrayLike, name: str) -> np.ndarray:
+def as_vector(a: ArrayLike, name: str) -> np.ndarray:
+    """A finite 1-D float64 array, or a ValueError naming ``name`` and what to fix."""
     try:
         v = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -36,13 +37,13 @@ def _vector(a: ArrayLike, name: str) -> np.ndarray:
     if bad.size:
         raise ValueError(
             f"{name} has {bad.size} non-finite values (first at index {bad[0]}: {v[bad[0]]}): "
-            "drop or fix those examples before scoring"
+            "drop or fix those examples first"
         )
     return v
 
 
 def _pair(y_true: ArrayLike, y_pred: ArrayLike, names: tuple[str, str] = ("y_true", "y_pred")):
-    a, b = _vector(y_true, names[0]), _vector(y_pred, names[1])
+    a, b = as_vector(y_true, names[0]), as_vector(y_pred, names[1])
     if a.shape != b.shape:
         raise ValueError(f"{names[0]} has {a.size} values but {names[1]} has {b.size}: align them")
     if a.size < 2:

@@ -11,17 +11,17 @@ to fix, writes one PNG (parent folders are created) and returns its path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .metrics import ArrayLike, as_vector
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-ArrayLike = Sequence[float] | np.ndarray
 
 # Log axes only pay off when the values cover orders of magnitude; 2 decades is where a linear
 # axis starts to squash most points into one corner.
@@ -46,19 +46,9 @@ def _figure(width: float = 5.5, height: float = 5.0) -> tuple[Figure, Axes]:
 
 
 def _vector(a: ArrayLike, name: str) -> np.ndarray:
-    try:
-        v = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} is not numeric ({e}): pass a sequence of numbers") from e
-    if v.ndim != 1:
-        raise ValueError(f"{name} has shape {v.shape}: pass a 1-D sequence (one value per point)")
+    v = as_vector(a, name)  # the same checks as scoring: numeric, 1-D, finite
     if v.size == 0:
         raise ValueError(f"{name} is empty: there is nothing to plot")
-    bad = np.flatnonzero(~np.isfinite(v))
-    if bad.size:
-        raise ValueError(
-            f"{name} has {bad.size} non-finite values (first at index {bad[0]}): drop them first"
-        )
     return v
 
 

@@ -235,19 +235,7 @@ def model_card(served: Served, config: ServeConfig) -> dict[str, Any]:
         "model_config": m.model_config.to_dict(),
         "train_config": m.train_config.to_dict(),
         "numbers": [c.to_dict() for c in codec.configs],
-        "training": getattr(m, "training_summary", None)
-        or (
-            None
-            if m.result is None
-            else {
-                "best_epoch": m.result.best_epoch,
-                "best_score": m.result.best_score,
-                "epochs": m.result.epochs,
-                "steps": m.result.steps,
-                "seconds": m.result.seconds,
-                "stopped": m.result.stopped,
-            }
-        ),
+        "training": m.training_summary,
         "limits": asdict(config),
         "defaults": {
             "samples": config.default_samples,
