@@ -1,0 +1,536 @@
+"""Accuracy benchmark (issue #4): RLM against classical baselines on every shared task.
+
+For each task: train on a fixed, seeded subset of the train split (sizes below), select on a
+seeded subset of the valid split, evaluate on a seeded subset of the test split. Every method
+runs in the same process on the same rows:
+
+* ``mean``: the training mean;
+* ``tfidf_ridge``: TF-IDF (character 2-5-grams for strings and code, ``option=value`` tokens for
+  configurations) + Ridge, alpha chosen on valid Spearman;
+* ``gbt``: scikit-learn HistGradientBoosting on parsed features (configurations: the option
+  values; NAS cells: one-hot edge operations; code: n/a);
+* ``rlm``: one RLM per task (``small`` preset; ``tiny`` in ``--quick``), early stopping and
+  weight selection on valid loss, capped by a wall-clock budget per fit;
+* ``rlm_multi``: for the ``systems`` family, ONE RLM trained on every selected system at once,
+  with the system's name in the input (``{"system": name, **config}``), evaluated per task.
+  Its training time and parameters are those of the shared model, repeated on each row.
+
+Baselines fit positive targets in log space (see ``baselines._log_target``). The RLM point is
+the median of the samples; its 80% interval is the 10%-90% sample quantiles.
+
+Tasks and train sizes (``n/a`` where the train split is smaller: then all of it is used):
+  systems/<each of 11 systems>      performance target       100, 1000
+  nas201/cifar10_test_acc           cell string              100, 1000 (edge-token vocabulary)
+  pie/memory_kb, pie/cpu_time_ms    Python program           100, 1000
+  kernelbench/h100_modal_torch_mean_ms  PyTorch program      all (about 196)
+
+Run:  .venv/bin/python benchmarks/accuracy.py [--quick] [--tasks nas201 systems/LLVM ...]
+Writes benchmarks/results/accuracy.json and accuracy.md (``--quick``: accuracy_quick.*).
+Full mode: about 2 h on the 2-core CPU machine (see ``--budget``); quick: a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling module, run as a script
+from baselines import Kind, fit_baselines
+
+from rlm import RegressionLM
+from rlm.config import TrainConfig, preset
+from rlm.data import Example, read_jsonl, subset
+from rlm.metrics import regression_metrics
+from rlm.vocab import VocabConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+EDGE_PATTERN = r"[a-z_0-9]+~\d|\+"  # one token per NAS-Bench-201 edge, and the stage separator
+SYSTEMS = (
+    "7z",
+    "BDBC",
+    "HSQLDB",
+    "LLVM",
+    "PostgreSQL",
+    "dconvert",
+    "deeparch",
+    "exastencils",
+    "redis",
+    "storm",
+    "x264",
+)
+SYSTEM_TARGETS = {
+    "7z": "performance",
+    "BDBC": "perf",
+    "HSQLDB": "performance",
+    "LLVM": "perf",
+    "PostgreSQL": "performance",
+    "dconvert": "time",
+    "deeparch": "aws_theano",
+    "exastencils": "performance",
+    "redis": "perf",
+    "storm": "throughput",
+    "x264": "psnr_db",
+}
+QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kernelbench")
+METHODS = ("mean", "tfidf_ridge", "gbt", "rlm", "rlm_multi")
+LEVEL = 0.8
+# epochs without a better valid loss before stopping (the library default; 40 changed nothing
+# beyond run-to-run noise in a quick check at 100 rows)
+PATIENCE = 20
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # "family/target-or-system"; --tasks matches substrings of it
+    family: str  # tasks of one family with family == "systems" share the multi-task model
+    path: Path
+    target: str
+    kind: Kind
+    sizes: tuple[int, ...]
+
+
+def all_tasks(data: Path) -> list[Task]:
+    tasks = [
+        Task(
+            f"systems/{s}", "systems", data / "systems" / f"{s}.jsonl.gz", t, "config", (100, 1000)
+        )
+        for s, t in SYSTEM_TARGETS.items()
+    ]
+    tasks.append(
+        Task(
+            "nas201/cifar10_test_acc",
+            "nas201",
+            data / "nas201" / "nas201.jsonl.gz",
+            "cifar10_test_acc",
+            "nas",
+            (100, 1000),
+        )
+    )
+    for target in ("memory_kb", "cpu_time_ms"):
+        tasks.append(
+            Task(
+                f"pie/{target}",
+                "pie",
+                data / "code_memory" / "pie_python.jsonl.gz",
+                target,
+                "code",
+                (100, 1000),
+            )
+        )
+    tasks.append(
+        Task(
+            "kernelbench/h100_modal_torch_mean_ms",
+            "kernelbench",
+            data / "kernels" / "kernelbench.jsonl.gz",
+            "h100_modal_torch_mean_ms",
+            "code",
+            (1_000_000,),  # "all": clipped to the train split (196 rows)
+        )
+    )
+    return tasks
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    preset: str
+    budget_s: float  # wall-clock cap per single-task RLM fit
+    multi_budget_s: float  # cap for the shared systems model (it sees 11x the rows)
+    samples: int
+    max_test: int
+    max_valid: int
+    seed: int
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    quick = bool(args.quick)
+    budget = args.budget if args.budget is not None else (10.0 if quick else 150.0)
+    multi = args.multi_budget if args.multi_budget is not None else 4.0 * budget
+    return Settings(
+        quick=quick,
+        preset=args.preset or ("tiny" if quick else "small"),
+        budget_s=budget,
+        multi_budget_s=multi,
+        samples=args.samples or (32 if quick else 64),
+        max_test=args.max_test or (200 if quick else 1000),
+        max_valid=200 if quick else 500,
+        seed=args.seed,
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+
+
+def read_task(task: Task) -> dict[str, list[Example]]:
+    """The task's rows by split, read once (the large systems files take a second or two)."""
+    rows: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
+    for e in read_jsonl(task.path, targets=[task.target]):
+        if e.split in rows:
+            rows[e.split].append(e)
+    return rows
+
+
+def load_split(rows: dict[str, list[Example]], size: int, s: Settings) -> Split:
+    """Seeded subsets; the same seed gives every method (and every run) the same rows."""
+    n_train = min(size, len(rows["train"]))
+    # validation no larger than the training subset: selecting on far more labelled rows than
+    # the model trains on would blur what "100 training rows" means
+    n_valid = min(len(rows["valid"]), s.max_valid, max(n_train, 50))
+    return Split(
+        train=subset(rows["train"], n_train, seed=s.seed),
+        valid=subset(rows["valid"], n_valid, seed=s.seed),
+        test=subset(rows["test"], min(s.max_test, len(rows["test"])), seed=s.seed),
+    )
+
+
+def ys(rows: Sequence[Example], target: str) -> np.ndarray:
+    return np.array([e.y[target] for e in rows], dtype=float)
+
+
+def rlm_train_config(s: Settings, budget: float) -> TrainConfig:
+    return TrainConfig(
+        lr=1e-3,
+        batch_size=32,
+        max_epochs=400,  # the time budget or early stopping ends training, not this
+        time_budget_s=budget,
+        select="loss",  # cheap (no sampling per evaluation), and it restores the best weights
+        patience=PATIENCE,
+        seed=s.seed,
+        progress=False,
+    )
+
+
+def rlm_metrics(
+    model: RegressionLM, x: Sequence[Any], y: np.ndarray, s: Settings
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics, and (3, n) point/lower/upper for the optional scatter plot."""
+    pred = model.distribution(list(x), samples=s.samples, level=LEVEL, seed=s.seed)
+    point, lower, upper = pred.point[:, 0], pred.lower[:, 0], pred.upper[:, 0]
+    return regression_metrics(y, point, lower=lower, upper=upper), np.stack([point, lower, upper])
+
+
+def fit_rlm(task: Task, split: Split, s: Settings) -> tuple[dict[str, Any], np.ndarray]:
+    vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
+    model = RegressionLM(
+        model=preset(s.preset),
+        targets=[task.target],
+        vocab=vocab,
+        train=rlm_train_config(s, s.budget_s),
+    )
+    t = time.perf_counter()
+    model.fit(split.train, valid=split.valid)
+    train_s = time.perf_counter() - t
+    assert model.net is not None and model.training_summary is not None
+    metrics, bands = rlm_metrics(model, [e.x for e in split.test], ys(split.test, task.target), s)
+    row = {
+        **metrics,
+        "train_s": train_s,
+        "params": model.net.num_params(),
+        "epochs": model.training_summary["epochs"],
+        "stopped": model.training_summary["stopped"],
+    }
+    return row, bands
+
+
+def tagged(system: str, rows: Sequence[Example], target: str) -> list[Example]:
+    """The system's name as an input key, and one shared target name across systems."""
+    return [
+        Example(x={"system": system, **dict(e.x)}, y={"y": e.y[target]}, id=e.id)  # type: ignore[arg-type]
+        for e in rows
+    ]
+
+
+def fit_multi(
+    tasks: Sequence[Task], splits: dict[str, Split], s: Settings
+) -> dict[str, dict[str, Any]]:
+    """One RLM on the union of the systems' training rows; metrics per system's test rows."""
+    train: list[Example] = []
+    valid: list[Example] = []
+    for task in tasks:
+        system = task.name.split("/", 1)[1]
+        train += tagged(system, splits[task.name].train, task.target)
+        valid += tagged(system, splits[task.name].valid, task.target)
+    model = RegressionLM(
+        model=preset(s.preset),
+        targets=["y"],
+        train=rlm_train_config(s, s.multi_budget_s),
+    )
+    t = time.perf_counter()
+    model.fit(train, valid=valid)
+    train_s = time.perf_counter() - t
+    assert model.net is not None and model.training_summary is not None
+    out: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        system = task.name.split("/", 1)[1]
+        test = tagged(system, splits[task.name].test, task.target)
+        metrics, _ = rlm_metrics(model, [e.x for e in test], ys(test, "y"), s)
+        out[task.name] = {
+            **metrics,
+            "train_s": train_s,  # of the shared model, trained once for all systems
+            "params": model.net.num_params(),
+            "epochs": model.training_summary["epochs"],
+            "stopped": model.training_summary["stopped"],
+            "shared_train_rows": len(train),
+        }
+    return out
+
+
+def fmt(r: dict[str, Any] | None, key: str, digits: int) -> str:
+    # a metric is absent when undefined (e.g. rank correlation of a constant predictor)
+    if r is None:
+        return "n/a"
+    v = r.get(key)
+    if v is None:
+        return "—"
+    if key in ("mae", "width") and abs(v) >= 1000:
+        return f"{v:.4g}"
+    return f"{v:.{digits}f}"
+
+
+COLUMNS = (
+    ("spearman", "Spearman", 3),
+    ("kendall", "Kendall", 3),
+    ("mape", "MAPE %", 1),
+    ("mae", "MAE", 3),
+    ("r2", "R²", 3),
+    ("coverage", "cov80", 2),
+    ("width", "width80", 3),
+)
+
+
+def rows_of(result: dict[str, Any]) -> list[list[str]]:
+    """Table rows for one task: every (size, method), the same methods in every table."""
+    out: list[list[str]] = []
+    for size_key, block in result["sizes"].items():
+        for method in METHODS:
+            r = block["methods"].get(method)
+            cells = [fmt(r, key, d) for key, _, d in COLUMNS]
+            train_s = "n/a" if r is None else f"{r['train_s']:.1f}"
+            params = "n/a" if r is None else (f"{r['params']:,}" if r["params"] > 0 else "")
+            out.append([size_key, method, *cells, train_s, params])
+    return out
+
+
+HEADERS = ["n train", "method", *(h for _, h, _ in COLUMNS), "train s", "params"]
+
+
+def print_table(name: str, result: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{name} (test rows: {result['n_test']})")
+    for h in HEADERS:
+        table.add_column(h, justify="left" if h in ("method",) else "right")
+    for row in rows_of(result):
+        table.add_row(*row)
+    console.print(table)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Accuracy benchmark ({'QUICK mode: smoke test, not the full results' if report['quick'] else 'full mode'})",
+        "",
+        f"Generated by `benchmarks/accuracy.py{' --quick' if report['quick'] else ''}` "
+        f"in {report['total_s']:.0f} s on {report['machine']['cpus']} CPU threads. "
+        f"RLM preset `{report['settings']['preset']}`, {report['settings']['budget_s']:.0f} s "
+        f"budget per single-task fit, {report['settings']['multi_budget_s']:.0f} s for the "
+        f"shared systems model, {report['settings']['samples']} samples per test input. "
+        "`rlm_multi`: one model for all selected systems (training time and parameters are "
+        "the shared model's). Baselines have no interval, hence no coverage/width. `n/a`: the "
+        "method does not apply (no parsed features for code; multi-task only for systems).",
+        "",
+    ]
+    for name, result in report["tasks"].items():
+        lines += [
+            f"## {name}",
+            "",
+            f"Target `{result['target']}`; test rows {result['n_test']}; "
+            + "; ".join(
+                f"n train {k}: {b['n_train']} train / {b['n_valid']} valid"
+                for k, b in result["sizes"].items()
+            ),
+            "",
+            "| " + " | ".join(HEADERS) + " |",
+            "|" + "---|" * len(HEADERS),
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows_of(result)]
+        lines.append("")
+        if name in report.get("plots", {}):
+            lines += [f"![{name}]({report['plots'][name]})", ""]
+    return "\n".join(lines)
+
+
+def write_plots(
+    data: dict[str, tuple[np.ndarray, np.ndarray, str]], directory: Path
+) -> dict[str, str]:
+    """One predicted-vs-true scatter per task (RLM median with its 80% interval)."""
+    from rlm.plots import scatter
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    for name, (y, (point, lower, upper), size_key) in data.items():
+        path = directory / (name.replace("/", "__") + ".png")
+        scatter(y, point, path, f"{name}: RLM, n train {size_key}", lower=lower, upper=upper)
+        paths[name] = f"{directory.name}/{path.name}"  # relative to the Markdown report
+    return paths
+
+
+def select_tasks(tasks: list[Task], patterns: Sequence[str] | None) -> list[Task]:
+    if not patterns:
+        return tasks
+    chosen = [t for t in tasks if any(p in t.name for p in patterns)]
+    if not chosen:
+        names = ", ".join(t.name for t in tasks)
+        raise SystemExit(f"no task matches {list(patterns)}; tasks: {names}")
+    return chosen
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny preset, few tasks, size 100")
+    ap.add_argument(
+        "--tasks", nargs="+", help="task names or substrings (e.g. nas201 systems/LLVM)"
+    )
+    ap.add_argument("--sizes", type=int, nargs="+", help="override every task's train sizes")
+    ap.add_argument("--preset", help="RLM preset (default small; tiny with --quick)")
+    ap.add_argument("--budget", type=float, help="seconds per single-task RLM fit")
+    ap.add_argument("--multi-budget", type=float, help="seconds for the shared systems model")
+    ap.add_argument("--samples", type=int, help="samples per test input (64; 32 with --quick)")
+    ap.add_argument("--max-test", type=int, help="test rows per task (1000; 200 with --quick)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, help="JSON path; the Markdown report goes beside it")
+    ap.add_argument(
+        "--plots",
+        action="store_true",
+        help="scatter plot (RLM, largest train size) per task, linked from the Markdown report",
+    )
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    s = settings_for(args)
+    start = time.perf_counter()
+    console = Console(width=160)  # rich falls back to 80 columns in a pipe: too narrow
+    tasks = select_tasks(all_tasks(args.data), args.tasks or (QUICK_TASKS if s.quick else None))
+    sizes_override: tuple[int, ...] | None = tuple(args.sizes) if args.sizes else None
+    if s.quick and sizes_override is None:
+        sizes_override = (100,)
+
+    report_tasks: dict[str, dict[str, Any]] = {}
+    systems_splits: dict[int, dict[str, Split]] = {}  # per size, for the shared model
+    plot_data: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    for task in tasks:
+        sizes = sizes_override or task.sizes
+        result: dict[str, Any] = {"target": task.target, "kind": task.kind, "sizes": {}}
+        rows = read_task(task)
+        for size in sizes:
+            split = load_split(rows, size, s)
+            key = str(len(split.train))
+            result["n_test"] = len(split.test)
+            y_train, y_valid = ys(split.train, task.target), ys(split.valid, task.target)
+            y_test = ys(split.test, task.target)
+            methods: dict[str, dict[str, Any] | None] = {}
+            for name, b in fit_baselines(
+                task.kind,
+                [e.x for e in split.train],
+                y_train,
+                [e.x for e in split.valid],
+                y_valid,
+                [e.x for e in split.test],
+                seed=s.seed,
+            ).items():
+                methods[name] = (
+                    None
+                    if b is None
+                    else {
+                        **regression_metrics(y_test, b.pred),
+                        "train_s": b.train_s,
+                        "params": b.params,
+                    }
+                )
+            methods["rlm"], bands = fit_rlm(task, split, s)
+            plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
+            methods["rlm_multi"] = None  # filled in below for the systems family
+            result["sizes"][key] = {
+                "n_train": len(split.train),
+                "n_valid": len(split.valid),
+                "methods": methods,
+            }
+            if task.family == "systems":
+                systems_splits.setdefault(size, {})[task.name] = split
+            console.print(
+                f"[dim]{task.name} n={key}: rlm spearman "
+                f"{methods['rlm'].get('spearman', float('nan')):.3f} "
+                f"({methods['rlm']['train_s']:.0f}s) | {time.perf_counter() - start:.0f}s total"
+            )
+        report_tasks[task.name] = result
+
+    for size, splits in systems_splits.items():
+        family = [t for t in tasks if t.name in splits]
+        for name, row in fit_multi(family, splits, s).items():
+            key = str(len(splits[name].train))
+            report_tasks[name]["sizes"][key]["methods"]["rlm_multi"] = row
+        console.print(f"[dim]systems multi-task n={size}: {time.perf_counter() - start:.0f}s total")
+
+    for name, result in report_tasks.items():
+        print_table(name, result, console)
+
+    total_s = time.perf_counter() - start
+    report: dict[str, Any] = {
+        "quick": s.quick,
+        "protocol": (
+            "seeded subsets (seed "
+            f"{s.seed}) of the train split (sizes per task), of the valid split (at most "
+            f"{s.max_valid} rows, no more than the train size, min 50) for selection, and of the "
+            f"test split (at most {s.max_test} rows) for the metrics"
+        ),
+        "settings": {
+            "preset": s.preset,
+            "budget_s": s.budget_s,
+            "multi_budget_s": s.multi_budget_s,
+            "samples": s.samples,
+            "interval_level": LEVEL,
+            "max_test": s.max_test,
+            "max_valid": s.max_valid,
+            "seed": s.seed,
+            "nas_vocab_pattern": EDGE_PATTERN,
+        },
+        "methods": list(METHODS),
+        "tasks": report_tasks,
+        "total_s": total_s,
+        "machine": {
+            "cpus": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
+    }
+    out = args.out or RESULTS / ("accuracy_quick.json" if s.quick else "accuracy.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.plots:
+        report["plots"] = write_plots(plot_data, out.parent / f"{out.stem}_plots")
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(markdown(report))
+    console.print(f"{len(report_tasks)} tasks in {total_s:.0f}s -> {out}, {out.with_suffix('.md')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
