@@ -216,16 +216,10 @@ def iter_rows(path: Path | None, chunk_size: int = 1024) -> Iterator[Row]:
         with _open_text(path) as f:
             yield from _jsonl_lines(f, str(path))
     elif kind == "csv":
-        with _open_text(path) as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            if len(set(header)) != len(header):
-                raise ValueError(f"{path}: duplicate column names in header {header}: rename them")
-            for index, raw in enumerate(reader):
-                if None in raw:
-                    raise ValueError(f"{path}: row {index} has more cells than the header")
-                cells = {k: "" if v is None else v for k, v in raw.items()}
-                yield cells, {k: parse_cell(v) for k, v in cells.items()}
+        from .data import csv_cells
+
+        for _, cells in csv_cells(path):
+            yield cells, {k: parse_cell(v) for k, v in cells.items()}
     else:
         from .data import _pyarrow_parquet
 

@@ -424,17 +424,26 @@ def parse_cell(s: str) -> int | float | str | None:
     return s
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, Record]]:
+def csv_cells(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Stream a CSV's rows as raw cell text (index, {column: text}); checks the header and widths.
+
+    Raw text is what ``rlm predict`` writes back (so "1.50" stays "1.50"); the readers parse it.
+    A short row's missing cells read as empty, like an empty cell.
+    """
     with _open_text(path) as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if len(set(header)) != len(header):
-            raise ValueError(f"duplicate column names in header {header}: rename them")
+            raise ValueError(f"{path}: duplicate column names in header {header}: rename them")
         for index, raw in enumerate(reader):
             if None in raw:
-                raise ValueError(f"row {index} has more cells than the header has columns")
-            # A short row gives None for its missing cells: the same as an empty cell.
-            yield index, {k: (None if v is None else parse_cell(v)) for k, v in raw.items()}
+                raise ValueError(f"{path}: row {index} has more cells than the header has columns")
+            yield index, {k: "" if v is None else v for k, v in raw.items()}
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, Record]]:
+    for index, cells in csv_cells(path):
+        yield index, {k: parse_cell(v) for k, v in cells.items()}
 
 
 def _pyarrow_parquet() -> Any:
