@@ -219,3 +219,13 @@ def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: 
 
     cfg = TrainConfig(lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget)
     assert lr_at(step, 100, cfg, elapsed) == pytest.approx(expected)
+
+
+def test_spearman_selection_survives_constant_early_predictions() -> None:
+    """Early in training every prediction can be equal: no Spearman yet, and no crash."""
+    xs, ys = _toy(24, seed=5)
+    vx, vy = _toy(8, seed=6)
+    cfg = TrainConfig(max_epochs=2, select="spearman", eval_samples=4, progress=False)
+    model = RegressionLM(model="tiny", train=cfg).fit(xs, ys, valid=(vx, vy))
+    assert model.result is not None and len(model.result.history) == 2
+    assert all("valid_spearman" in row for row in model.result.history)

@@ -201,14 +201,12 @@ class RegressionLM:
             valid_data = (vsrc, codec.encode([e.y for e in valid_ex]))
 
             def score_fn() -> float:
-                pred = self.predict(valid_ex, samples=self.train_config.eval_samples)
-                scores = []
-                for k, name in enumerate(codec.names):
-                    have = [i for i, e in enumerate(valid_ex) if name in e.y]
-                    if len(have) >= 2:
-                        true = np.array([valid_ex[i].y[name] for i in have])
-                        scores.append(regression_metrics(true, pred[have, k])["spearman"])
-                return float(np.nanmean(scores)) if scores else -math.inf
+                # mean valid Spearman over objectives; an objective whose predictions are still
+                # constant (early training) has no Spearman and counts as not yet scoring
+                pred = self.distribution(valid_ex, samples=self.train_config.eval_samples)
+                report = score(valid_ex, codec.names, pred)
+                scores = [m["spearman"] for m in report.values() if "spearman" in m]
+                return float(np.mean(scores)) if scores else -math.inf
 
         self.result = train(
             net,
