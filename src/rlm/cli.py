@@ -192,15 +192,9 @@ Row = tuple[dict[str, Any], dict[str, Any]]
 
 
 def _jsonl_lines(lines: Iterable[str], where: str) -> Iterator[Row]:
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}:{lineno}: invalid JSON ({e}): fix that line") from e
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}:{lineno}: expected one JSON object per line")
+    from .data import jsonl_objects
+
+    for _, rec in jsonl_objects(lines, where):
         yield rec, rec
 
 

@@ -329,20 +329,28 @@ def _read(
 # Readers
 
 
+def jsonl_objects(lines: Iterable[str], where: str) -> Iterator[tuple[int, Record]]:
+    """(index, object) per non-blank JSON Lines line; errors name ``where:lineno`` and the fix.
+
+    Shared by the readers and ``rlm predict``'s streaming (files and stdin).
+    """
+    index = -1
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        index += 1
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}:{lineno}: invalid JSON ({e}): fix that line") from e
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}:{lineno}: expected a JSON object per line")
+        yield index, rec
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Record]]:
     with _open_text(path) as f:
-        index = -1
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            index += 1
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e}): fix that line") from e
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-            yield index, rec
+        yield from jsonl_objects(f, str(path))
 
 
 def read_jsonl(
