@@ -25,7 +25,7 @@ from . import __version__
 from .config import ModelConfig, TrainConfig, preset
 from .data import Example, target_names
 from .decoding import DecodeConfig, GrammarTable, decode
-from .metrics import regression_metrics
+from .metrics import check_level, regression_metrics
 from .model import RegressionTransformer
 from .numbers import NumberConfig
 from .targets import TargetCodec
@@ -49,9 +49,7 @@ class Predictions:
 
     @classmethod
     def from_draws(cls, draws: np.ndarray, level: float) -> Predictions:
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
-        a = (1.0 - level) / 2.0
+        a = (1.0 - check_level(level)) / 2.0
         lower, upper = np.quantile(draws, [a, 1.0 - a], axis=1)
         return cls(np.median(draws, axis=1), lower, upper, draws, level)
 
@@ -302,8 +300,7 @@ class RegressionLM:
         self, X: Sequence[Any], *, samples: int = 64, level: float = 0.8, seed: int = 0
     ) -> Predictions:
         """One sampling pass: median, central ``level`` interval and the draws themselves."""
-        if not 0.0 < level < 1.0:  # checked before the (costly) sampling
-            raise ValueError(f"level={level}: must be in (0, 1), e.g. 0.8 for an 80% interval")
+        check_level(level)  # before the (costly) sampling
         return Predictions.from_draws(self.sample(X, samples, seed=seed), level)
 
     def predict_interval(

@@ -37,6 +37,7 @@ from rich.table import Table
 
 from .config import PRESETS, strict_from_dict
 from .data import Example, parse_cell, read_examples, target_names
+from .metrics import check_level
 from .numbers import NumberConfig
 from .vocab import VocabConfig
 
@@ -568,8 +569,7 @@ def train(
         from .config import preset as make_preset
 
         # options first: a bad option fails in milliseconds, before any data is read
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"--level {level}: use a fraction in (0, 1), e.g. 0.8")
+        check_level(level, "--level")
         layout = Layout(x_key, _columns_option(x_columns), x_column)
         model_cfg = PRESETS[preset.value]
         if max_length > model_cfg.max_input_len:
@@ -849,8 +849,7 @@ def predict(
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"--level {level}: use a fraction in (0, 1), e.g. 0.8")
+        check_level(level, "--level")
         if bool(inputs) == (file is not None):
             raise ValueError("give INPUT arguments or --file PATH (exactly one of them)")
         stdin = file is not None and str(file) == "-"
@@ -970,8 +969,7 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"--level {level}: use a fraction in (0, 1), e.g. 0.8")
+        check_level(level, "--level")
         if report is not None and report.suffix.lower() != ".md":
             raise ValueError(f"--report {report}: use a Markdown file name ending in .md")
         if report is not None:
