@@ -11,9 +11,16 @@ runs in the same process on the same rows:
   values; NAS cells: one-hot edge operations; code: n/a);
 * ``rlm``: one RLM per task (``small`` preset; ``tiny`` in ``--quick``), early stopping and
   weight selection on valid loss, capped by a wall-clock budget per fit;
-* ``rlm_multi``: for the ``systems`` family, ONE RLM trained on every selected system at once,
-  with the system's name in the input (``{"system": name, **config}``), evaluated per task.
-  Its training time and parameters are those of the shared model, repeated on each row.
+* ``rlm_multi``: one RLM shared by a family of tasks, evaluated per task. Its training time and
+  parameters are those of the shared model, repeated on each row.
+  - ``systems`` (multi-task): ONE RLM trained on every selected system at once, with the
+    system's name in the input (``{"system": name, **config}``);
+  - ``nas201`` (multi-objective): ONE RLM decoding ``cifar10_test_acc`` then the two device
+    latencies, each conditioned on the ones before, on the same rows as the single-task fits.
+
+Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.calibration``);
+the tables give the calibrated 80% coverage and width, and the raw (uncalibrated) coverage of
+the same samples beside them.
 
 Baselines fit positive targets in log space (see ``baselines._log_target``). The RLM point is
 the median of the samples; its 80% interval is the 10%-90% sample quantiles.
@@ -21,12 +28,14 @@ the median of the samples; its 80% interval is the 10%-90% sample quantiles.
 Tasks and train sizes (``n/a`` where the train split is smaller: then all of it is used):
   systems/<each of 11 systems>      performance target       100, 1000
   nas201/cifar10_test_acc           cell string              100, 1000 (edge-token vocabulary)
+  nas201/latency_ms_gold_6226       (server CPU, batch 1)    100, 1000
+  nas201/latency_ms_pixel3          (phone)                  100, 1000
   pie/memory_kb, pie/cpu_time_ms    Python program           100, 1000
   kernelbench/h100_modal_torch_mean_ms  PyTorch program      all (about 196)
 
 Run:  .venv/bin/python benchmarks/accuracy.py [--quick] [--tasks nas201 systems/LLVM ...]
 Writes benchmarks/results/accuracy.json and accuracy.md (``--quick``: accuracy_quick.*).
-Full mode: about 2 h on the 2-core CPU machine (see ``--budget``); quick: a few minutes.
+Full mode: about 1.5 h on the 2-core CPU machine (see ``--budget``); quick: a few minutes.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling module, run 
 from baselines import Kind, fit_baselines
 
 from rlm import RegressionLM
+from rlm.api import Predictions
 from rlm.config import TrainConfig, preset
 from rlm.data import Example, read_jsonl, subset
 from rlm.metrics import regression_metrics
@@ -92,10 +102,14 @@ LEVEL = 0.8
 PATIENCE = 20
 
 
+NAS_OBJECTIVES = ("cifar10_test_acc", "latency_ms_gold_6226", "latency_ms_pixel3")
+SHARED = {"systems": "multi-task", "nas201": "multi-objective"}  # families with rlm_multi
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # "family/target-or-system"; --tasks matches substrings of it
-    family: str  # tasks of one family with family == "systems" share the multi-task model
+    family: str  # tasks of a family in SHARED share one rlm_multi model
     path: Path
     target: str
     kind: Kind
@@ -109,16 +123,17 @@ def all_tasks(data: Path) -> list[Task]:
         )
         for s, t in SYSTEM_TARGETS.items()
     ]
-    tasks.append(
-        Task(
-            "nas201/cifar10_test_acc",
-            "nas201",
-            data / "nas201" / "nas201.jsonl.gz",
-            "cifar10_test_acc",
-            "nas",
-            (100, 1000),
+    for target in NAS_OBJECTIVES:
+        tasks.append(
+            Task(
+                f"nas201/{target}",
+                "nas201",
+                data / "nas201" / "nas201.jsonl.gz",
+                target,
+                "nas",
+                (100, 1000),
+            )
         )
-    )
     for target in ("memory_kb", "cpu_time_ms"):
         tasks.append(
             Task(
@@ -157,7 +172,7 @@ class Settings:
 
 def settings_for(args: argparse.Namespace) -> Settings:
     quick = bool(args.quick)
-    budget = args.budget if args.budget is not None else (10.0 if quick else 150.0)
+    budget = args.budget if args.budget is not None else (10.0 if quick else 120.0)
     multi = args.multi_budget if args.multi_budget is not None else 4.0 * budget
     return Settings(
         quick=quick,
@@ -218,12 +233,33 @@ def rlm_train_config(s: Settings, budget: float) -> TrainConfig:
 
 
 def rlm_metrics(
-    model: RegressionLM, x: Sequence[Any], y: np.ndarray, s: Settings
+    model: RegressionLM, x: Sequence[Any], y: np.ndarray, s: Settings, k: int = 0
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics, and (3, n) point/lower/upper for the optional scatter plot."""
+    """Metrics of objective ``k``, and (3, n) point/lower/upper for the optional scatter plot.
+
+    Coverage and width are the calibrated interval's; ``coverage_raw``/``width_raw`` are those
+    of the raw sample quantiles from the same draws.
+    """
     pred = model.distribution(list(x), samples=s.samples, level=LEVEL, seed=s.seed)
-    point, lower, upper = pred.point[:, 0], pred.lower[:, 0], pred.upper[:, 0]
-    return regression_metrics(y, point, lower=lower, upper=upper), np.stack([point, lower, upper])
+    raw = Predictions.from_draws(pred.draws, LEVEL)
+    point, lower, upper = pred.point[:, k], pred.lower[:, k], pred.upper[:, k]
+    metrics = regression_metrics(y, point, lower=lower, upper=upper)
+    raw_metrics = regression_metrics(y, point, lower=raw.lower[:, k], upper=raw.upper[:, k])
+    metrics["coverage_raw"] = raw_metrics["coverage"]
+    metrics["width_raw"] = raw_metrics["width"]
+    metrics["calibrated"] = float(pred.calibrated)
+    return metrics, np.stack([point, lower, upper])
+
+
+def fitted_row(model: RegressionLM, train_s: float) -> dict[str, Any]:
+    """What every RLM row records about its training."""
+    assert model.net is not None and model.training_summary is not None
+    return {
+        "train_s": train_s,
+        "params": model.net.num_params(),
+        "epochs": model.training_summary["epochs"],
+        "stopped": model.training_summary["stopped"],
+    }
 
 
 def fit_rlm(task: Task, split: Split, s: Settings) -> tuple[dict[str, Any], np.ndarray]:
@@ -237,16 +273,8 @@ def fit_rlm(task: Task, split: Split, s: Settings) -> tuple[dict[str, Any], np.n
     t = time.perf_counter()
     model.fit(split.train, valid=split.valid)
     train_s = time.perf_counter() - t
-    assert model.net is not None and model.training_summary is not None
     metrics, bands = rlm_metrics(model, [e.x for e in split.test], ys(split.test, task.target), s)
-    row = {
-        **metrics,
-        "train_s": train_s,
-        "params": model.net.num_params(),
-        "epochs": model.training_summary["epochs"],
-        "stopped": model.training_summary["stopped"],
-    }
-    return row, bands
+    return {**metrics, **fitted_row(model, train_s)}, bands
 
 
 def tagged(system: str, rows: Sequence[Example], target: str) -> list[Example]:
@@ -274,22 +302,53 @@ def fit_multi(
     )
     t = time.perf_counter()
     model.fit(train, valid=valid)
-    train_s = time.perf_counter() - t
-    assert model.net is not None and model.training_summary is not None
+    train_s = time.perf_counter() - t  # of the shared model, trained once for all systems
     out: dict[str, dict[str, Any]] = {}
     for task in tasks:
         system = task.name.split("/", 1)[1]
         test = tagged(system, splits[task.name].test, task.target)
         metrics, _ = rlm_metrics(model, [e.x for e in test], ys(test, "y"), s)
-        out[task.name] = {
-            **metrics,
-            "train_s": train_s,  # of the shared model, trained once for all systems
-            "params": model.net.num_params(),
-            "epochs": model.training_summary["epochs"],
-            "stopped": model.training_summary["stopped"],
-            "shared_train_rows": len(train),
-        }
+        out[task.name] = {**metrics, **fitted_row(model, train_s), "shared_train_rows": len(train)}
     return out
+
+
+def fit_multiobjective(
+    tasks: Sequence[Task], splits: dict[str, Split], s: Settings
+) -> dict[str, dict[str, Any]]:
+    """One RLM decoding every task's target of the same rows, in task order (NAS: accuracy
+    first, then latencies); metrics per objective on the same test rows."""
+    targets = [t.target for t in tasks]
+    first = splits[tasks[0].name]
+    for t in tasks[1:]:  # guard the join below: the same seeded rows for every objective
+        assert [e.id for e in splits[t.name].train] == [e.id for e in first.train], t.name
+    # the tasks' splits hold the same rows (one file, same seed); join their targets by id
+    by_id: dict[str | None, dict[str, float]] = {}
+    for t in tasks:
+        for e in _rows(splits[t.name]):
+            by_id.setdefault(e.id, {}).update(e.y)
+
+    def joined(rows: Sequence[Example]) -> list[Example]:
+        return [Example(x=e.x, y=by_id[e.id], id=e.id) for e in rows]
+
+    model = RegressionLM(
+        model=preset(s.preset),
+        targets=targets,
+        vocab=VocabConfig(pattern=EDGE_PATTERN),
+        train=rlm_train_config(s, s.budget_s),
+    )
+    t = time.perf_counter()
+    model.fit(joined(first.train), valid=joined(first.valid))
+    train_s = time.perf_counter() - t
+    test = joined(first.test)
+    out: dict[str, dict[str, Any]] = {}
+    for k, task in enumerate(tasks):
+        metrics, _ = rlm_metrics(model, [e.x for e in test], ys(test, task.target), s, k=k)
+        out[task.name] = {**metrics, **fitted_row(model, train_s), "objective_index": k}
+    return out
+
+
+def _rows(split: Split) -> list[Example]:
+    return [*split.train, *split.valid, *split.test]
 
 
 def fmt(r: dict[str, Any] | None, key: str, digits: int) -> str:
@@ -299,7 +358,7 @@ def fmt(r: dict[str, Any] | None, key: str, digits: int) -> str:
     v = r.get(key)
     if v is None:
         return "—"
-    if key in ("mae", "width") and abs(v) >= 1000:
+    if key in ("mae", "width", "width_raw") and abs(v) >= 1000:
         return f"{v:.4g}"
     return f"{v:.{digits}f}"
 
@@ -312,6 +371,7 @@ COLUMNS = (
     ("r2", "R²", 3),
     ("coverage", "cov80", 2),
     ("width", "width80", 3),
+    ("coverage_raw", "raw cov80", 2),
 )
 
 
@@ -349,9 +409,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"RLM preset `{report['settings']['preset']}`, {report['settings']['budget_s']:.0f} s "
         f"budget per single-task fit, {report['settings']['multi_budget_s']:.0f} s for the "
         f"shared systems model, {report['settings']['samples']} samples per test input. "
-        "`rlm_multi`: one model for all selected systems (training time and parameters are "
-        "the shared model's). Baselines have no interval, hence no coverage/width. `n/a`: the "
-        "method does not apply (no parsed features for code; multi-task only for systems).",
+        "`rlm_multi`: for systems, ONE multi-task model for all selected systems (the system "
+        "named in the input); for nas201, ONE multi-objective model decoding accuracy, then "
+        "the gold_6226 and pixel3 latencies (training time and parameters are the shared "
+        "model's). `cov80`/`width80`: the 80% interval after split-conformal calibration on "
+        "the valid rows; `raw cov80`: the raw sample quantiles of the same draws. Baselines "
+        "have no interval, hence no coverage. `n/a`: the method does not apply (no parsed "
+        "features for code; shared models only for systems and nas201).",
         "",
     ]
     for name, result in report["tasks"].items():
@@ -435,7 +499,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sizes_override = (100,)
 
     report_tasks: dict[str, dict[str, Any]] = {}
-    systems_splits: dict[int, dict[str, Split]] = {}  # per size, for the shared model
+    # family -> size -> task -> split, for the families' shared (rlm_multi) models
+    shared_splits: dict[str, dict[int, dict[str, Split]]] = {}
+    out = args.out or RESULTS / ("accuracy_quick.json" if s.quick else "accuracy.json")
+    partial = out.with_suffix(".partial.json")  # progress survives a crash hours in
     plot_data: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
     for task in tasks:
         sizes = sizes_override or task.sizes
@@ -468,27 +535,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 )
             methods["rlm"], bands = fit_rlm(task, split, s)
             plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
-            methods["rlm_multi"] = None  # filled in below for the systems family
+            methods["rlm_multi"] = None  # filled in below for the SHARED families
             result["sizes"][key] = {
                 "n_train": len(split.train),
                 "n_valid": len(split.valid),
                 "methods": methods,
             }
-            if task.family == "systems":
-                systems_splits.setdefault(size, {})[task.name] = split
+            if task.family in SHARED:
+                shared_splits.setdefault(task.family, {}).setdefault(size, {})[task.name] = split
             console.print(
                 f"[dim]{task.name} n={key}: rlm spearman "
                 f"{methods['rlm'].get('spearman', float('nan')):.3f} "
                 f"({methods['rlm']['train_s']:.0f}s) | {time.perf_counter() - start:.0f}s total"
             )
         report_tasks[task.name] = result
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(report_tasks, indent=2))
 
-    for size, splits in systems_splits.items():
-        family = [t for t in tasks if t.name in splits]
-        for name, row in fit_multi(family, splits, s).items():
-            key = str(len(splits[name].train))
-            report_tasks[name]["sizes"][key]["methods"]["rlm_multi"] = row
-        console.print(f"[dim]systems multi-task n={size}: {time.perf_counter() - start:.0f}s total")
+    for family, by_size in shared_splits.items():
+        fit_shared = fit_multi if family == "systems" else fit_multiobjective
+        for size, splits in by_size.items():
+            members = [t for t in tasks if t.name in splits]
+            for name, row in fit_shared(members, splits, s).items():
+                key = str(len(splits[name].train))
+                report_tasks[name]["sizes"][key]["methods"]["rlm_multi"] = row
+            console.print(
+                f"[dim]{family} {SHARED[family]} n={size}: {time.perf_counter() - start:.0f}s total"
+            )
+            partial.write_text(json.dumps(report_tasks, indent=2))
 
     for name, result in report_tasks.items():
         print_table(name, result, console)
@@ -522,12 +596,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "torch": torch.__version__,
         },
     }
-    out = args.out or RESULTS / ("accuracy_quick.json" if s.quick else "accuracy.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.plots:
         report["plots"] = write_plots(plot_data, out.parent / f"{out.stem}_plots")
     out.write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(markdown(report))
+    partial.unlink(missing_ok=True)
     console.print(f"{len(report_tasks)} tasks in {total_s:.0f}s -> {out}, {out.with_suffix('.md')}")
     return report
 

@@ -52,7 +52,8 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
     )  # fmt: skip
     saved = json.loads(out.read_text())
     assert saved["quick"] is True and saved["methods"] == list(bench.METHODS)
-    assert set(saved["tasks"]) == {"nas201/cifar10_test_acc", "systems/LLVM"}
+    nas = {f"nas201/{t}" for t in bench.NAS_OBJECTIVES}
+    assert set(saved["tasks"]) == nas | {"systems/LLVM"}
     assert out.with_suffix(".md").read_text().startswith("# Accuracy benchmark (QUICK")
     for name, task in saved["tasks"].items():
         assert task["n_test"] == 40
@@ -64,8 +65,13 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
             assert {"mae", "train_s", "params"} <= set(methods[method]), (name, method)
         assert {"spearman", "kendall", "mape", "r2", "coverage", "width"} <= set(methods["rlm"])
         assert 0.0 <= methods["rlm"]["coverage"] <= 1.0
+        assert methods["rlm"]["calibrated"] == 1.0  # calibrated on its valid rows
+        assert 0.0 <= methods["rlm"]["coverage_raw"] <= 1.0
         if name.startswith("systems/"):
             assert methods["rlm_multi"]["shared_train_rows"] == 60
-        else:
-            assert methods["rlm_multi"] is None
+        else:  # the one multi-objective model, objectives in NAS_OBJECTIVES order
+            k = bench.NAS_OBJECTIVES.index(name.split("/")[1])
+            assert methods["rlm_multi"]["objective_index"] == k
+            assert methods["rlm_multi"]["calibrated"] == 1.0
+    assert not out.with_suffix(".partial.json").exists()
     assert report["tasks"].keys() == saved["tasks"].keys()

@@ -229,3 +229,25 @@ def test_spearman_selection_survives_constant_early_predictions() -> None:
     model = RegressionLM(model="tiny", train=cfg).fit(xs, ys, valid=(vx, vy))
     assert model.result is not None and len(model.result.history) == 2
     assert all("valid_spearman" in row for row in model.result.history)
+
+
+def test_fit_with_valid_calibrates_and_checkpoints_keep_it(tmp_path) -> None:
+    xs, ys = _toy(48, seed=1)
+    vx, vy = _toy(30, seed=4)
+    m = RegressionLM(model="tiny", train=TrainConfig(max_epochs=2, progress=False))
+    m.fit(xs, ys, valid=(vx, vy))
+    assert m.calibration is not None and m.calibration.rows == (30,)
+    tx, _ = _toy(6, seed=5)
+    cal = m.distribution(tx, samples=16, seed=1)
+    raw = m.distribution(tx, samples=16, seed=1, calibrated=False)
+    assert cal.calibrated and not raw.calibrated
+    np.testing.assert_array_equal(cal.point, raw.point)  # medians never move
+    m.save(tmp_path / "m")
+    loaded = RegressionLM.load(tmp_path / "m")
+    assert loaded.calibration == m.calibration
+    np.testing.assert_array_equal(loaded.distribution(tx, samples=16, seed=1).lower, cal.lower)
+    # without calibrate (or with too few validation rows) intervals stay raw
+    m.fit(xs, ys, valid=(vx[:5], vy[:5]))
+    assert m.calibration is None
+    m.fit(xs, ys, valid=(vx, vy), calibrate=False)
+    assert m.calibration is None

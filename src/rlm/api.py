@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .calibration import MIN_ROWS, IntervalCalibration, fit_calibration, quantile_table
 from .config import ModelConfig, TrainConfig, preset
 from .data import Example, target_names
 from .decoding import DecodeConfig, GrammarTable, decode
@@ -42,16 +43,19 @@ class Predictions:
     """One sampling pass, summarised: per input and objective, median and central interval."""
 
     point: np.ndarray  # (B, K) median of the samples
-    lower: np.ndarray  # (B, K) (1 - level) / 2 quantile
+    lower: np.ndarray  # (B, K) (1 - level) / 2 quantile (calibrated when ``calibrated``)
     upper: np.ndarray  # (B, K) (1 + level) / 2 quantile
     draws: np.ndarray  # (B, S, K) the samples themselves
     level: float
+    calibrated: bool = False
 
     @classmethod
-    def from_draws(cls, draws: np.ndarray, level: float) -> Predictions:
+    def from_draws(
+        cls, draws: np.ndarray, level: float, calibration: IntervalCalibration | None = None
+    ) -> Predictions:
         a = (1.0 - check_level(level)) / 2.0
-        lower, upper = np.quantile(draws, [a, 1.0 - a], axis=1)
-        return cls(np.median(draws, axis=1), lower, upper, draws, level)
+        lower, upper = quantile_table(draws, [a, 1.0 - a], calibration)
+        return cls(np.median(draws, axis=1), lower, upper, draws, level, calibration is not None)
 
 
 def score(
@@ -132,6 +136,7 @@ class RegressionLM:
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
         self.training_summary: dict[str, Any] | None = None  # saved with the checkpoint
+        self.calibration: IntervalCalibration | None = None  # see calibrate(); saved too
 
     # -- plumbing ---------------------------------------------------------------------------
     def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
@@ -173,8 +178,13 @@ class RegressionLM:
         *,
         valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
         run_dir: str | Path | None = None,
+        calibrate: bool = True,
     ) -> RegressionLM:
-        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None)."""
+        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None).
+
+        With ``valid`` rows, they select the best weights and then (``calibrate=True``, and at
+        least 10 rows per objective) calibrate the predictive intervals: see ``calibrate``.
+        """
         train_ex = as_examples(X, y, self.targets)
         if not train_ex:
             raise ValueError("no training examples")
@@ -227,6 +237,30 @@ class RegressionLM:
             "stopped": r.stopped,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+        self.calibration = None  # a refit invalidates any earlier calibration
+        if calibrate and valid_ex and self._calibratable(valid_ex):
+            self.calibrate(valid_ex)
+        return self
+
+    def _calibratable(self, rows: Sequence[Example]) -> bool:
+        _, codec, _ = self._check_fitted()
+        return all(sum(name in e.y for e in rows) >= MIN_ROWS for name in codec.names)
+
+    def calibrate(
+        self, X: Sequence[Any], y: Any = None, *, samples: int = 64, seed: int = 0
+    ) -> RegressionLM:
+        """Calibrate intervals and quantiles on held-out rows (split-conformal, per objective).
+
+        Afterwards ``distribution``, ``predict_interval``, ``evaluate`` and the server widen
+        (or narrow) each sampled interval so that, on rows like these, a central ``level``
+        interval covers ``level`` of targets. Use rows the model was not trained on; ``fit``
+        does this itself with its ``valid`` rows. Medians are unchanged.
+        """
+        _, codec, _ = self._check_fitted()
+        rows = as_examples(X, y, self.targets)
+        draws = self.sample(rows, samples, seed=seed)
+        truth = np.array([[e.y.get(name, np.nan) for name in codec.names] for e in rows])
+        self.calibration = fit_calibration(draws, truth)
         return self
 
     # -- inference ------------------------------------------------------------------------------
@@ -297,11 +331,22 @@ class RegressionLM:
         raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
 
     def distribution(
-        self, X: Sequence[Any], *, samples: int = 64, level: float = 0.8, seed: int = 0
+        self,
+        X: Sequence[Any],
+        *,
+        samples: int = 64,
+        level: float = 0.8,
+        seed: int = 0,
+        calibrated: bool = True,
     ) -> Predictions:
-        """One sampling pass: median, central ``level`` interval and the draws themselves."""
+        """One sampling pass: median, central ``level`` interval and the draws themselves.
+
+        The interval is calibrated when the model has a calibration (``calibrate``) unless
+        ``calibrated=False``, which gives the raw sample quantiles.
+        """
         check_level(level)  # before the (costly) sampling
-        return Predictions.from_draws(self.sample(X, samples, seed=seed), level)
+        cal = self.calibration if calibrated else None
+        return Predictions.from_draws(self.sample(X, samples, seed=seed), level, cal)
 
     def predict_interval(
         self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
@@ -348,6 +393,7 @@ class RegressionLM:
             "numbers": self.numbers.to_dict(),
             "targets": codec.to_dict(),
             "training": self.training_summary,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
         (d / "config.json").write_text(json.dumps(meta, indent=2))
         return d
@@ -383,6 +429,8 @@ class RegressionLM:
         m.net.load_state_dict(load_file(str(d / "model.safetensors")))
         m.net.eval()
         m.training_summary = meta.get("training")
+        cal = meta.get("calibration")
+        m.calibration = None if cal is None else IntervalCalibration.from_dict(cal)
         return m
 
     def __repr__(self) -> str:

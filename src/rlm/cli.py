@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .api import Predictions, RegressionLM
+    from .calibration import IntervalCalibration
 
 # Input-layout options of `predict` and `eval`: they default to the layout saved by `train`.
 SavedXKey = Annotated[
@@ -1006,7 +1007,18 @@ def evaluate(
                 f"no target of the model ({names}) has 2 or more labeled rows in {data}"
             )
         if report is not None:
-            _write_report(report, directory, data, scope, rows, names, pred, metrics, level)
+            _write_report(
+                report,
+                directory,
+                data,
+                scope,
+                rows,
+                names,
+                pred,
+                metrics,
+                level,
+                model.calibration,
+            )
             err.print(f"wrote {report}")
         if as_json:
             typer.echo(json.dumps(metrics, indent=2))
@@ -1030,10 +1042,12 @@ def _write_report(
     pred: Predictions,
     metrics: Mapping[str, Mapping[str, float]],
     level: float,
+    calibration: IntervalCalibration | None,
 ) -> None:
     import numpy as np
 
     from . import plots
+    from .calibration import quantile_table
 
     path.parent.mkdir(parents=True, exist_ok=True)
     levels = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
@@ -1059,7 +1073,6 @@ def _write_report(
             continue
         have = [i for i, e in enumerate(rows) if name in e.y]
         true = np.array([rows[i].y[name] for i in have])
-        draws = pred.draws[have, :, k]
         base = f"{stem}_{_safe_name(name)}"
         rho = metrics[name].get("spearman")
         title = f"{name} (Spearman {fmt(rho, 'corr')})"
@@ -1075,7 +1088,7 @@ def _write_report(
         empirical = []
         for lv in levels:
             a = (1 - lv) / 2
-            lo, hi = np.quantile(draws, a, axis=1), np.quantile(draws, 1 - a, axis=1)
+            lo, hi = quantile_table(pred.draws[have], [a, 1 - a], calibration)[:, :, k]
             empirical.append(float(np.mean((true >= lo) & (true <= hi))))
         plots.calibration(levels, empirical, path.parent / f"{base}_calibration.png", name)
         lines += [
@@ -1286,6 +1299,8 @@ def info(
             "targets": meta["targets"]["names"],
             "input_vocab_size": tok.vocab_size,
             "epochs_logged": len(history),
+            # intervals are calibrated when train had validation rows (split-conformal)
+            "calibrated_on_rows": (meta.get("calibration") or {}).get("rows"),
         }
         losses = [r["valid_loss"] for r in history if "valid_loss" in r]
         if losses:
@@ -1300,6 +1315,7 @@ def info(
                 "serializer": meta["serializer"],
                 "train": meta["train"],
                 "training": meta.get("training"),
+                "calibration": meta.get("calibration"),
                 "cli": layout,
             }
             typer.echo(json.dumps(full, indent=2))

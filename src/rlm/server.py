@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batching import MicroBatcher, QueueFull, sample_jobs
+from .calibration import IntervalCalibration, quantile_table
 
 try:
     from fastapi import FastAPI, HTTPException, Query
@@ -236,6 +237,7 @@ def model_card(served: Served, config: ServeConfig) -> dict[str, Any]:
         "train_config": m.train_config.to_dict(),
         "numbers": [c.to_dict() for c in codec.configs],
         "training": m.training_summary,
+        "calibration": None if m.calibration is None else m.calibration.to_dict(),
         "limits": asdict(config),
         "defaults": {
             "samples": config.default_samples,
@@ -263,11 +265,16 @@ def summarise(
     quantiles: Sequence[float],
     level: float,
     return_samples: bool,
+    calibration: IntervalCalibration | None = None,
 ) -> list[dict[str, Any]]:
-    """Draws (n, S, K) -> per input, per objective: point, mean, std, interval, quantiles."""
+    """Draws (n, S, K) -> per input, per objective: point, mean, std, interval, quantiles.
+
+    Interval and quantiles are the model's calibrated ones when it has a calibration (the
+    same ``quantile_table`` as ``RegressionLM.distribution``), so both answer alike.
+    """
     a = (1.0 - level) / 2.0
     qs = [*quantiles, 0.5, a, 1.0 - a]
-    table = np.quantile(draws, qs, axis=1)  # (Q, n, K)
+    table = quantile_table(draws, qs, calibration)  # (Q, n, K)
     mean, std = draws.mean(axis=1), draws.std(axis=1)
     nq = len(quantiles)
     out = []
@@ -449,7 +456,13 @@ def create_app(
             "level": req.level,
             "quantiles": req.quantiles,
             "predictions": summarise(
-                draws, names, s.units, req.quantiles, req.level, req.return_samples
+                draws,
+                names,
+                s.units,
+                req.quantiles,
+                req.level,
+                req.return_samples,
+                s.model.calibration,
             ),
             "elapsed_ms": round(1000 * (time.perf_counter() - start), 3),
         }
