@@ -74,4 +74,71 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
             assert methods["rlm_multi"]["objective_index"] == k
             assert methods["rlm_multi"]["calibrated"] == 1.0
     assert not out.with_suffix(".partial.json").exists()
+    md = out.with_suffix(".md").read_text()
+    assert "## Summary" in md
+    out.with_suffix(".md").unlink()
+    bench.main(["--render", str(out)])  # the Markdown is a pure function of the JSON
+    assert out.with_suffix(".md").read_text() == md
     assert report["tasks"].keys() == saved["tasks"].keys()
+
+
+def _method(spearman: float | None, coverage: float | None = None, raw: float | None = None):
+    r: dict = {"train_s": 1.0, "params": 1}
+    if spearman is not None:
+        r["spearman"] = spearman
+    if coverage is not None:
+        r["coverage"], r["coverage_raw"] = coverage, raw
+    return r
+
+
+def test_summary_counts_wins_shared_models_and_coverage() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy_summary as summary
+
+    def task(sizes: dict) -> dict:
+        return {"sizes": {k: {"methods": m} for k, m in sizes.items()}}
+
+    report = {
+        "tasks": {
+            "a": task(
+                {
+                    "100": {
+                        "mean": _method(None),
+                        "tfidf_ridge": _method(0.5),
+                        "gbt": _method(0.6),
+                        "rlm": _method(0.4, 0.78, 0.5),
+                        "rlm_multi": _method(0.55, 0.9, 0.6),
+                    },
+                    "1000": {
+                        "mean": _method(None),
+                        "tfidf_ridge": _method(0.7),
+                        "gbt": _method(0.9),
+                        "rlm": _method(0.95, 0.82, 0.7),
+                        "rlm_multi": None,
+                    },
+                }
+            ),
+            "b": task(
+                {
+                    "196": {
+                        "mean": _method(None),
+                        "tfidf_ridge": _method(0.3),
+                        "gbt": None,
+                        "rlm": _method(0.2, 0.8, 0.99),
+                        "rlm_multi": None,
+                    }
+                }
+            ),
+        }
+    }
+    vb = {r["task"]: r for r in summary.vs_baselines(report)}
+    assert vb["a"]["n_train"] == 1000 and vb["a"]["best_baseline"] == "gbt"
+    assert abs(vb["a"]["rlm_margin"] - 0.05) < 1e-12 and vb["a"]["rlm_multi_margin"] is None
+    assert vb["b"]["best_baseline"] == "tfidf_ridge" and abs(vb["b"]["rlm_margin"] + 0.1) < 1e-12
+    (sv,) = summary.shared_vs_single(report)
+    assert sv["task"] == "a" and abs(sv["margin"] - 0.15) < 1e-12
+    cov = summary.coverage(report)
+    assert cov["rows"] == 4 and cov["calibrated_within_5pts"] == 3 and cov["raw_within_5pts"] == 0
+    text = "\n".join(summary.summary_markdown(report))
+    assert "beats the best baseline on 1 of 2 tasks" in text
+    assert "better on 1 of 1 tasks" in text

@@ -212,6 +212,9 @@ def test_training_is_deterministic_with_a_seed() -> None:
         (4, 0.0, None, 1e-3),
         (100, 0.0, None, 1e-4),  # end of cosine: lr * min_lr_frac
         (10, 60.0, 60.0, 1e-4),  # the clock ran out first: schedule ends anyway
+        (2, 1.5, 60.0, 1e-3 * 3 / 5),  # warm-up by steps while the clock is early
+        (2, 3.0, 60.0, 1e-3),  # ...but by 5% of the budget it is over: a huge max_epochs
+        (2, 31.5, 60.0, 0.55e-3),  # half-way through the decay by the clock
     ],
 )
 def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: float) -> None:

@@ -108,7 +108,10 @@ class TrainConfig:
     min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
     grad_clip: float = 1.0
     select: Literal["loss", "spearman"] = "loss"  # what early stopping watches on valid
-    patience: int = 20  # evaluations without improvement before stopping
+    patience: int = 20  # evaluations without improvement before the cool-down (then stop)
+    # on early stopping, first anneal the lr linearly to its floor over this fraction of the
+    # steps taken so far (at least one epoch), then stop: weights selected at a high lr are noisy
+    cooldown_frac: float = 0.2
     eval_every: int = 1  # epochs between validation evaluations
     eval_samples: int = 16  # samples per input when select="spearman"
     label_smoothing: float = 0.0
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"select={self.select!r}: choose 'loss' or 'spearman'")
         if not 0.0 <= self.warmup_frac < 1.0:
             raise ValueError(f"warmup_frac={self.warmup_frac}: must be in [0, 1)")
+        if not 0.0 <= self.cooldown_frac <= 1.0:
+            raise ValueError(f"cooldown_frac={self.cooldown_frac}: must be in [0, 1] (0: none)")
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be >= 1")
 

@@ -95,17 +95,43 @@ def grammar_loss(
 def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     """Linear warm-up, then cosine decay to ``lr * min_lr_frac``.
 
-    With a time budget, progress is the larger of the step fraction and the time fraction, so a
-    run cut short by the clock still ends its schedule at the low learning rate.
+    With a time budget, progress is the larger of the step fraction and the time fraction, in
+    the warm-up as in the decay: a run cut short by the clock (``total`` then counts steps that
+    will never happen) still warms up in its first ``warmup_frac`` of the budget and ends its
+    schedule at the low learning rate.
     """
-    warm = max(1, int(cfg.warmup_frac * total))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
+    w = cfg.warmup_frac
+    warm = max(1, int(w * total))
+    t = min(1.0, elapsed_s / cfg.time_budget_s) if cfg.time_budget_s else 0.0
+    if step < warm and t < w:
+        return cfg.lr * max((step + 1) / warm, t / w)
+    progress = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
     if cfg.time_budget_s:
-        progress = max(progress, min(1.0, elapsed_s / cfg.time_budget_s))
+        progress = max(progress, (t - w) / (1.0 - w) if t > w else 0.0)
     floor = cfg.lr * cfg.min_lr_frac
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """A linear anneal from ``lr0`` to the floor, started when validation stopped improving.
+
+    Why: early stopping fires while the cosine schedule (whose horizon is ``max_epochs`` or the
+    time budget) is still near its peak, so the best weights so far are high-lr weights: noisy.
+    A short decay to the floor settles them, as at the end of a full schedule (the
+    "warmup-stable-decay" observation); the best evaluation of the whole run is still kept.
+    """
+
+    start: int  # step at which the cool-down began
+    steps: int  # its length in steps
+    lr0: float
+
+    def lr(self, step: int, floor: float) -> float:
+        frac = min(1.0, (step - self.start) / self.steps)
+        return self.lr0 + (floor - self.lr0) * frac
+
+    def done(self, step: int) -> bool:
+        return step >= self.start + self.steps
 
 
 @dataclass
@@ -179,6 +205,8 @@ def train(
 
     best_score, best_epoch, best_state = -math.inf, -1, None
     bad_evals, step, epoch = 0, 0, 0
+    cooldown: Cooldown | None = None
+    floor = cfg.lr * cfg.min_lr_frac
     result = TrainResult(-1, math.nan, 0, 0, 0.0)
     start = time.perf_counter()
     progress = _progress(cfg.progress, total)
@@ -188,8 +216,13 @@ def train(
             model.train()
             ep_loss, ep_n, ep_start = 0.0, 0, time.perf_counter()
             for idx in length_batches(lengths, cfg.batch_size, rng):
+                lr = (
+                    cooldown.lr(step, floor)
+                    if cooldown
+                    else lr_at(step, total, cfg, time.perf_counter() - start)
+                )
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total, cfg, time.perf_counter() - start)
+                    group["lr"] = lr
                 loss = grammar_loss(
                     model, make_batch(idx, src, targets, pad_id), grammar, cfg.label_smoothing
                 )
@@ -204,17 +237,21 @@ def train(
                 if progress:
                     rate = ep_n / max(time.perf_counter() - ep_start, 1e-9)
                     progress.update(task, advance=1, loss=ep_loss / ep_n, ex_s=rate)
-                if step >= total or _out_of_time(start, cfg):
+                if step >= total or _out_of_time(start, cfg) or (cooldown and cooldown.done(step)):
                     break
             row: dict = {
                 "epoch": epoch,
                 "step": step,
                 "train_loss": ep_loss / max(ep_n, 1),
-                "lr": lr_at(step, total, cfg, time.perf_counter() - start),
+                "lr": opt.param_groups[0]["lr"],
                 "examples_per_s": ep_n / max(time.perf_counter() - ep_start, 1e-9),
                 "elapsed_s": time.perf_counter() - start,
             }
-            done = step >= total or _out_of_time(start, cfg)
+            done = (
+                step >= total or _out_of_time(start, cfg) or bool(cooldown and cooldown.done(step))
+            )
+            if cooldown:
+                row["cooldown"] = True
             if valid is not None and (epoch % cfg.eval_every == 0 or done):
                 row["valid_loss"] = eval_loss(model, valid[0], valid[1], grammar, pad_id)
                 if cfg.select == "spearman":
@@ -237,14 +274,19 @@ def train(
             if log and not progress:
                 log(json.dumps(row))
             if done:
-                if step < total:
+                if cooldown and cooldown.done(step):
+                    result.stopped = "early_stopping"
+                elif step < total:
                     result.stopped = "time_budget"
                 else:
                     result.stopped = "max_steps" if cfg.max_steps else "max_epochs"
                 break
-            if bad_evals >= cfg.patience:
-                result.stopped = "early_stopping"
-                break
+            if bad_evals >= cfg.patience and cooldown is None:
+                if cfg.cooldown_frac == 0:
+                    result.stopped = "early_stopping"
+                    break
+                length = max(steps_per_epoch, int(cfg.cooldown_frac * step))
+                cooldown = Cooldown(start=step, steps=length, lr0=opt.param_groups[0]["lr"])
     finally:
         if progress:
             progress.stop()
