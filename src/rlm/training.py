@@ -95,19 +95,20 @@ def grammar_loss(
 def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     """Linear warm-up, then cosine decay to ``lr * min_lr_frac``.
 
-    With a time budget, progress is the larger of the step fraction and the time fraction, in
-    the warm-up as in the decay: a run cut short by the clock (``total`` then counts steps that
-    will never happen) still warms up in its first ``warmup_frac`` of the budget and ends its
-    schedule at the low learning rate.
+    With a time budget, progress is the larger of the step fraction and the time fraction, so a
+    run cut short by the clock still ends its schedule at the low learning rate.
+
+    The warm-up counts steps only, so under a time budget with a large ``max_epochs`` it lasts
+    long (possibly the whole budget, acting as a slow ramp). Measured on purpose: a warm-up
+    ended by the clock (5% of the budget) made the ``small`` model collapse to a constant on
+    7z configurations at lr 1e-3 (test Spearman 0.0 against 0.6 at 100 rows, 0.75 at 1,000).
     """
-    w = cfg.warmup_frac
-    warm = max(1, int(w * total))
-    t = min(1.0, elapsed_s / cfg.time_budget_s) if cfg.time_budget_s else 0.0
-    if step < warm and t < w:
-        return cfg.lr * max((step + 1) / warm, t / w)
-    progress = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
+    warm = max(1, int(cfg.warmup_frac * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
     if cfg.time_budget_s:
-        progress = max(progress, (t - w) / (1.0 - w) if t > w else 0.0)
+        progress = max(progress, min(1.0, elapsed_s / cfg.time_budget_s))
     floor = cfg.lr * cfg.min_lr_frac
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
