@@ -284,3 +284,17 @@ def test_early_stopping_cools_down_before_stopping(cooldown_frac: float) -> None
 def test_cooldown_frac_is_validated() -> None:
     with pytest.raises(ValueError, match="cooldown_frac"):
         TrainConfig(cooldown_frac=1.5)
+
+
+def test_refit_with_other_objectives_drops_the_old_calibration() -> None:
+    # spearman selection samples valid rows during training: a stale 2-objective calibration
+    # must not be applied to the new 1-objective model
+    xs, ys = _toy(48, seed=1)
+    vx, vy = _toy(30, seed=4)
+    m = RegressionLM(model="tiny", train=TrainConfig(max_epochs=1, progress=False))
+    m.fit(xs, np.stack([ys, ys / 10], axis=1), valid=(vx, np.stack([vy, vy / 10], axis=1)))
+    assert m.calibration is not None and m.calibration.objectives == 2
+    m.targets = None
+    m.train_config = TrainConfig(max_epochs=1, select="spearman", progress=False)
+    m.fit(xs, ys, valid=(vx, vy))
+    assert m.calibration is not None and m.calibration.objectives == 1

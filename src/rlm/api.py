@@ -194,6 +194,9 @@ class RegressionLM:
                 as_examples(*valid, names=self.targets) if isinstance(valid, tuple) else list(valid)
             )
         self._build(train_ex)
+        # a refit invalidates any earlier calibration, before training samples valid rows
+        # (select="spearman") with a model whose objectives may differ from the calibration's
+        self.calibration = None
         tok, codec, net = self._check_fitted()
         src = tok.encode_batch(self.texts(train_ex))
         tg = codec.encode([e.y for e in train_ex])
@@ -237,7 +240,6 @@ class RegressionLM:
             "stopped": r.stopped,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        self.calibration = None  # a refit invalidates any earlier calibration
         if calibrate and valid_ex and self._calibratable(valid_ex):
             self.calibrate(valid_ex)
         return self

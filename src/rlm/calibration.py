@@ -47,9 +47,10 @@ class IntervalCalibration:
     """Per objective, the normalised margin to add at each central level (see module doc).
 
     ``margins[j][k]`` belongs to ``levels[j]`` and objective ``k``. A negative margin narrows an
-    underconfident model's intervals, but never past the median. Levels below 0.05 or above 0.99 use the margin of the nearest fitted
-    level; held-out sets too small for a level (fewer than ``1/(1-level) - 1`` rows) get the
-    largest observed score there, so their guarantee is weaker than nominal.
+    underconfident model's intervals, but never past the median. Levels below 0.05 or above
+    0.99 use the margin of the nearest fitted level; held-out sets too small for a level (fewer
+    than ``1/(1-level) - 1`` rows) get the largest observed score there, so their guarantee is
+    weaker than nominal.
     """
 
     levels: tuple[float, ...]
