@@ -18,7 +18,7 @@ runs in the same process on the same rows:
   - ``nas201`` (multi-objective): ONE RLM decoding ``cifar10_test_acc`` then the two device
     latencies, each conditioned on the ones before, on the same rows as the single-task fits.
 
-Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.calibration``);
+Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.predict.calibration``);
 the tables give the calibrated 80% coverage and width, and the raw (uncalibrated) coverage of
 the same samples beside them.
 
@@ -60,11 +60,11 @@ from accuracy_summary import summary_markdown
 from baselines import Kind, fit_baselines
 
 from rlm import RegressionLM
-from rlm.api import Predictions
-from rlm.config import TrainConfig, preset
-from rlm.data import Example, read_jsonl, subset
-from rlm.metrics import regression_metrics
-from rlm.vocab import VocabConfig
+from rlm.inputs.vocab import VocabConfig
+from rlm.io import Example, read_jsonl, subset
+from rlm.nn.config import TrainConfig, preset
+from rlm.predict.metrics import regression_metrics
+from rlm.predict.summary import Predictions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -447,7 +447,7 @@ def write_plots(
     data: dict[str, tuple[np.ndarray, np.ndarray, str]], directory: Path
 ) -> dict[str, str]:
     """One predicted-vs-true scatter per task (RLM median with its 80% interval)."""
-    from rlm.plots import scatter
+    from rlm.predict.plots import scatter
 
     directory.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}

@@ -107,7 +107,7 @@ def fit_baselines(
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import OneHotEncoder
 
-    from rlm.metrics import spearman
+    from rlm.predict.metrics import spearman
 
     out: dict[str, BaselineResult | None] = {}
     t = time.perf_counter()

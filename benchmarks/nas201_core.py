@@ -30,10 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from rlm import RegressionLM
-from rlm.config import TrainConfig, preset
-from rlm.data import read_jsonl, subset
-from rlm.metrics import regression_metrics
-from rlm.vocab import VocabConfig
+from rlm.inputs.vocab import VocabConfig
+from rlm.io import read_jsonl, subset
+from rlm.nn.config import TrainConfig, preset
+from rlm.predict.metrics import regression_metrics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nas201" / "nas201.jsonl.gz"
 OUT = Path(__file__).resolve().parent / "results" / "nas201_core.json"

@@ -1,6 +1,6 @@
 """Serving throughput: N concurrent HTTP clients on loopback, micro-batching on vs off.
 
-A model is served by uvicorn in a child process (``rlm.server.create_app``), and this process
+A model is served by uvicorn in a child process (``rlm.serve.create_app``), and this process
 runs N asyncio clients (httpx), each sending one request at a time (one NAS-Bench-201 cell,
 ``--samples`` samples) until ``--requests`` requests are done or ``--seconds`` have passed,
 whichever is first. Every run stops by itself; traffic goes to 127.0.0.1 only. Two server
@@ -52,7 +52,7 @@ def serve(model_dir: str, port: int, mode: str) -> None:
     import uvicorn
 
     from rlm import RegressionLM
-    from rlm.server import ServeConfig, create_app
+    from rlm.serve import ServeConfig, create_app
 
     torch.set_num_threads(1)
     config = ServeConfig(max_queue=1024, **MODES[mode])
@@ -64,10 +64,10 @@ def train_model(preset: str, out: Path, seconds: float) -> None:
     import torch
 
     from rlm import RegressionLM
-    from rlm.cli import DEMO_PATTERN, DEMO_TARGET
-    from rlm.config import TrainConfig
-    from rlm.data import load_demo
-    from rlm.vocab import VocabConfig
+    from rlm.cli.demo import DEMO_PATTERN, DEMO_TARGET
+    from rlm.inputs.vocab import VocabConfig
+    from rlm.io import load_demo
+    from rlm.nn.config import TrainConfig
 
     torch.set_num_threads(1)
     model = RegressionLM(
@@ -171,7 +171,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rlm.data import load_demo
+    from rlm.io import load_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model

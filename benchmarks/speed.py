@@ -32,12 +32,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from rlm.config import ModelConfig, preset
-from rlm.decoding import DecodeConfig, GrammarTable, decode
-from rlm.model import RegressionTransformer
+from rlm.nn.config import ModelConfig, preset
+from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
+from rlm.nn.model import RegressionTransformer
+from rlm.nn.training import Batch, grammar_loss
 from rlm.numbers import NumberConfig
-from rlm.targets import TargetCodec
-from rlm.training import Batch, grammar_loss
+from rlm.numbers.targets import TargetCodec
 
 OUT = Path(__file__).resolve().parent / "results" / "speed.json"
 IN_VOCAB = 512

@@ -15,10 +15,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from rlm import RegressionLM
-    from rlm.cli import DEMO_PATTERN
-    from rlm.config import TrainConfig
-    from rlm.data import load_demo
-    from rlm.vocab import VocabConfig
+    from rlm.cli.demo import DEMO_PATTERN
+    from rlm.inputs.vocab import VocabConfig
+    from rlm.io import load_demo
+    from rlm.nn.config import TrainConfig
 
     torch.set_num_threads(1)
     rows = load_demo("nas201", "train")[:200]

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from rlm.batching import Job, MicroBatcher, QueueFull, sample_jobs
-from rlm.data import load_demo
+from rlm.io import load_demo
+from rlm.serve.batching import Job, MicroBatcher, QueueFull, sample_jobs
 
 
 class FakeModel:

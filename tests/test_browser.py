@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rlm.data import load_demo
+from rlm.io import load_demo
 
 LAUNCH_ARGS = [
     "--headless",
@@ -70,7 +70,7 @@ def server_url(tiny_model, browser_ready: str) -> Iterator[str]:
     """uvicorn on a free loopback port, in a thread, for the module's tests."""
     import uvicorn
 
-    from rlm.server import ServeConfig, create_app
+    from rlm.serve import ServeConfig, create_app
 
     app = create_app(
         {"nas201": tiny_model},

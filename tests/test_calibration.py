@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.calibration import LEVELS, IntervalCalibration, fit_calibration, quantile_table
+from rlm.predict.calibration import LEVELS, IntervalCalibration, fit_calibration, quantile_table
 
 
 def synthetic(n: int, seed: int, spread: float, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from rlm.cli import DEMO_PATTERN, Preset, app
-from rlm.config import PRESETS
-from rlm.data import load_demo, write_csv, write_jsonl
+from rlm.cli import app
+from rlm.cli.demo import DEMO_PATTERN
+from rlm.cli.options import Preset
+from rlm.io import load_demo, write_csv, write_jsonl
+from rlm.nn.config import PRESETS
 
 TARGET = "cifar10_test_acc"
 FAST = ["--samples", "4"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.data import (
+from rlm.io import (
     Example,
     load_demo,
     parse_cell,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.metrics import (
+from rlm.predict.metrics import (
     interval_coverage,
     interval_width,
     kendall,

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from rlm import RegressionLM
-from rlm.config import ModelConfig, TrainConfig, preset
-from rlm.decoding import DecodeConfig, GrammarTable, decode
-from rlm.model import RegressionTransformer
+from rlm.nn.config import ModelConfig, TrainConfig, preset
+from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
+from rlm.nn.model import RegressionTransformer
+from rlm.nn.training import grammar_loss, make_batch, pad_inputs
 from rlm.numbers import NumberConfig
-from rlm.targets import TargetCodec
-from rlm.training import grammar_loss, make_batch, pad_inputs
+from rlm.numbers.targets import TargetCodec
 
 TINY = preset("tiny")
 
@@ -117,7 +117,7 @@ def _toy(n: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:
 
 
 def test_tiny_model_overfits_64_examples() -> None:
-    from rlm.metrics import spearman
+    from rlm.predict.metrics import spearman
 
     xs, ys = _toy(64)
     model = RegressionLM(
@@ -215,7 +215,7 @@ def test_training_is_deterministic_with_a_seed() -> None:
     ],
 )
 def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: float) -> None:
-    from rlm.training import lr_at
+    from rlm.nn.training import lr_at
 
     cfg = TrainConfig(lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget)
     assert lr_at(step, 100, cfg, elapsed) == pytest.approx(expected)
@@ -254,7 +254,7 @@ def test_fit_with_valid_calibrates_and_checkpoints_keep_it(tmp_path) -> None:
 
 
 def test_cooldown_anneals_linearly_to_the_floor() -> None:
-    from rlm.training import Cooldown
+    from rlm.nn.training import Cooldown
 
     c = Cooldown(start=10, steps=4, lr0=1e-3)
     assert [c.lr(s, 1e-4) for s in (10, 12, 14, 20)] == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])

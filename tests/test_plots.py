@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlm import plots
+from rlm.predict import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

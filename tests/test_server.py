@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 from fastapi.testclient import TestClient
 
-from rlm.data import load_demo
-from rlm.server import ServeConfig, create_app
+from rlm.io import load_demo
+from rlm.serve import ServeConfig, create_app
 
 CONFIG = ServeConfig(
     max_inputs=8,
@@ -245,7 +245,7 @@ def test_config_is_checked() -> None:
 
 def test_core_and_cli_import_without_fastapi() -> None:
     code = (
-        "import sys, rlm, rlm.cli, rlm.batching\n"
+        "import sys, rlm, rlm.cli, rlm.serve.batching\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn', 'torch')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

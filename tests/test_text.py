@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.text import SerializerConfig, format_number, serialize, truncate
+from rlm.inputs.text import SerializerConfig, format_number, serialize, truncate
 
 JSON = SerializerConfig()
 YAML = SerializerConfig(style="yaml")

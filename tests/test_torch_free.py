@@ -9,8 +9,8 @@ import sys
 def test_core_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import rlm, rlm.data, rlm.text, rlm.vocab, rlm.metrics, rlm.numbers, rlm.targets, rlm.config\n"
-        "rlm.data.load_demo('x264')\n"
+        "import rlm, rlm.io, rlm.inputs.text, rlm.inputs.vocab, rlm.predict.metrics, rlm.numbers, rlm.numbers.targets, rlm.nn.config\n"
+        "rlm.io.load_demo('x264')\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )
     out = subprocess.run(

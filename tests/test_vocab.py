@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.data import load_demo
-from rlm.text import serialize
-from rlm.vocab import SPECIAL_TOKENS, InputTokenizer, VocabConfig
+from rlm.inputs.text import serialize
+from rlm.inputs.vocab import SPECIAL_TOKENS, InputTokenizer, VocabConfig
+from rlm.io import load_demo
 
 
 @pytest.fixture(scope="module")

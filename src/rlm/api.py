@@ -14,7 +14,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,57 +21,21 @@ import numpy as np
 import torch
 
 from . import __version__
-from .calibration import MIN_ROWS, IntervalCalibration, fit_calibration, quantile_table
-from .config import ModelConfig, TrainConfig, preset
-from .data import Example, target_names
-from .decoding import DecodeConfig, GrammarTable, decode
-from .metrics import check_level, regression_metrics
-from .model import RegressionTransformer
+from .inputs.text import SerializerConfig, serialize
+from .inputs.vocab import InputTokenizer, VocabConfig
+from .io import Example, target_names
+from .nn.config import ModelConfig, TrainConfig, preset
+from .nn.decoding import DecodeConfig, GrammarTable, decode
+from .nn.model import RegressionTransformer
+from .nn.training import TrainResult, pad_inputs, train
 from .numbers import NumberConfig
-from .targets import TargetCodec
-from .text import SerializerConfig, serialize
-from .training import TrainResult, pad_inputs, train
-from .vocab import InputTokenizer, VocabConfig
+from .numbers.targets import TargetCodec
+from .predict.calibration import MIN_ROWS, IntervalCalibration, fit_calibration
+from .predict.metrics import check_level
+from .predict.summary import Predictions, score
 
 Input = str | Mapping[str, Any]
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One sampling pass, summarised: per input and objective, median and central interval."""
-
-    point: np.ndarray  # (B, K) median of the samples
-    lower: np.ndarray  # (B, K) (1 - level) / 2 quantile (calibrated when ``calibrated``)
-    upper: np.ndarray  # (B, K) (1 + level) / 2 quantile
-    draws: np.ndarray  # (B, S, K) the samples themselves
-    level: float
-    calibrated: bool = False
-
-    @classmethod
-    def from_draws(
-        cls, draws: np.ndarray, level: float, calibration: IntervalCalibration | None = None
-    ) -> Predictions:
-        a = (1.0 - check_level(level)) / 2.0
-        lower, upper = quantile_table(draws, [a, 1.0 - a], calibration)
-        return cls(np.median(draws, axis=1), lower, upper, draws, level, calibration is not None)
-
-
-def score(
-    rows: Sequence[Example], names: Sequence[str], pred: Predictions
-) -> dict[str, dict[str, float]]:
-    """Metrics per objective over the rows that have it (at least 2), with the count ``n``."""
-    report: dict[str, dict[str, float]] = {}
-    for k, name in enumerate(names):
-        have = [i for i, e in enumerate(rows) if name in e.y]
-        if len(have) < 2:
-            continue
-        true = np.array([rows[i].y[name] for i in have])
-        metrics = regression_metrics(
-            true, pred.point[have, k], lower=pred.lower[have, k], upper=pred.upper[have, k]
-        )
-        report[name] = {"n": len(have), **metrics}
-    return report
 
 
 def as_examples(
@@ -81,7 +44,7 @@ def as_examples(
     """Accept ``Example`` lists, or inputs plus targets as (n,), (n, K) arrays or dicts."""
     if y is None:
         if not all(isinstance(e, Example) for e in X):
-            raise ValueError("pass targets y, or a list of rlm.data.Example with targets")
+            raise ValueError("pass targets y, or a list of rlm.Example with targets")
         return list(X)
     if len(X) != len(y):
         raise ValueError(f"{len(X)} inputs but {len(y)} targets: they must match one to one")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .numbers import Grammar, NumberConfig, NumberTokenizer, make_number_tokenizer
+from .grammar import Grammar
+from .tokenizers import NumberConfig, NumberTokenizer, make_number_tokenizer
 
 
 @dataclass(frozen=True)

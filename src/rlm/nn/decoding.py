@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..numbers.grammar import Grammar
 from .model import RegressionTransformer
-from .numbers import Grammar
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..numbers.targets import EncodedTargets
 from .config import TrainConfig
 from .decoding import GrammarTable
 from .model import RegressionTransformer
-from .targets import EncodedTargets
 
 
 @dataclass

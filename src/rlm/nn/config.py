@@ -6,21 +6,10 @@ Every config rejects unknown keys: a typo in an option is an error, never silent
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
-T = TypeVar("T")
-
-
-def strict_from_dict(cls: type[T], d: dict[str, Any]) -> T:
-    """Build dataclass ``cls`` from ``d``; unknown keys are a ValueError that lists the known ones."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
-    return cls(**d)
+from ..strict import strict_from_dict
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .api import RegressionLM
+    from ..api import RegressionLM
 
 
 class QueueFull(RuntimeError):
@@ -206,8 +206,8 @@ def sample_jobs(
     """
     import torch
 
-    from .decoding import DecodeConfig, GrammarTable, decode
-    from .training import pad_inputs
+    from ..nn.decoding import DecodeConfig, GrammarTable, decode
+    from ..nn.training import pad_inputs
 
     tok, codec, net = model._check_fitted()
     grammar = GrammarTable(codec.grammar)  # cheap: a (states, V) table

@@ -26,11 +26,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from ..strict import strict_from_dict
 
 Kind = Literal["bpe", "bytes"]
 Truncation = Literal["head_tail", "head"]
@@ -102,11 +104,7 @@ class VocabConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VocabConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown VocabConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 def _byte_level_pipeline(tok: Tokenizer, pattern: str | None = None) -> Tokenizer:

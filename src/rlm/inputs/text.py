@@ -27,8 +27,10 @@ import math
 import numbers
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from ..strict import strict_from_dict
 
 Style = Literal["json", "yaml"]
 Truncation = Literal["head_tail", "head"]
@@ -94,16 +96,7 @@ class SerializerConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(
-                f"unknown SerializerConfig keys {sorted(unknown)}; known: {sorted(known)}"
-            )
-        d = dict(d)
-        if d.get("key_order") is not None:
-            d["key_order"] = tuple(d["key_order"])
-        return cls(**d)
+        return strict_from_dict(cls, d, tuples=("key_order",))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""How the commands read data files and checkpoints.
+
+``rlm train`` saves how it took inputs from rows (``--x-key`` / ``--x-columns`` / ``--x-column``)
+in ``DIR/cli.json``, and ``predict`` / ``eval`` use it by default, so a flat CSV is turned into
+the same model input at every step. Rows are read with ``rlm.io`` (the same readers as the API).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..checkpoint import check_checkpoint
+from ..io import Example, Layout, file_kind, iter_rows, read_examples, target_names
+
+if TYPE_CHECKING:
+    from ..api import RegressionLM
+
+LAYOUT_FILE = "cli.json"  # how `rlm train` took inputs from rows; read by predict / eval
+
+
+def columns_option(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    """--x-columns may be repeated and/or comma-separated: 'a,b' --x-columns c -> (a, b, c)."""
+    if not values:
+        return None
+    cols = tuple(c.strip() for v in values for c in v.split(",") if c.strip())
+    return cols or None
+
+
+def saved_layout(
+    directory: Path | None,
+    x_key: str | None,
+    x_columns: Sequence[str] | None,
+    x_column: str | None,
+) -> Layout:
+    """Options given on this command line win over the layout saved by ``rlm train``."""
+    saved = Layout()
+    if directory is not None and (directory / LAYOUT_FILE).is_file():
+        saved = Layout.from_dict(json.loads((directory / LAYOUT_FILE).read_text())["layout"])
+    cols = columns_option(x_columns)
+    if cols is not None or x_column is not None:  # a new flat choice replaces the saved one
+        return Layout(x_key or saved.x_key, cols, x_column)
+    return Layout(x_key or saved.x_key, saved.x_columns, saved.x_column)
+
+
+def write_layout(directory: Path, layout: Layout, data: str, n_train: int, n_valid: int) -> None:
+    meta = {
+        "layout": asdict(layout),
+        "data": str(data),
+        "train_rows": n_train,
+        "valid_rows": n_valid,
+    }
+    (directory / LAYOUT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_labeled(
+    path: Path, targets: Sequence[str] | None, layout: Layout, *, any_target: bool = False
+) -> list[Example]:
+    """Every labeled row of ``path``; ``targets=None`` keeps all targets of a nested file.
+
+    A requested target that the file lacks is an error naming the targets it has. With
+    ``any_target`` (scoring a multi-target model on a file with fewer targets) the requested
+    targets that the file has are kept instead, and only none at all is an error.
+    """
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    first = next(iter_rows(path), None)
+    if first is None:
+        raise ValueError(f"{path} has no rows")
+    rec = first[1]
+    names = list(targets or ())
+    nested = file_kind(path) == "jsonl" and layout.is_nested(rec, names)
+    if not nested:
+        if not names:
+            raise ValueError(
+                f"{path} is a flat file (no {layout.x_key!r} key with a 'y' object): "
+                "name its target column(s) with --target"
+            )
+        missing = [t for t in names if t not in rec]
+        if any_target:
+            names = [t for t in names if t in rec]
+        if missing and (not any_target or not names):
+            raise ValueError(
+                f"{path} has no target column(s) {missing}; its columns: {list(rec)}: fix --target"
+            )
+        return read_examples(
+            path,
+            targets=names,
+            y_key=None,
+            x_columns=layout.x_columns,
+            x_column=layout.x_column,
+        )
+    # Nested: read every target, then check the requested ones against what the rows have,
+    # so that a typo is reported with the real names instead of as "row 0 has no targets".
+    rows = read_examples(path, x_key=layout.x_key, x_columns=layout.x_columns)
+    if not names:
+        return rows
+    have = set(target_names(rows))
+    missing = [t for t in names if t not in have]
+    if any_target:
+        names = [t for t in names if t in have]
+    if missing and (not any_target or not names):
+        raise ValueError(
+            f"{path}: no row has target(s) {missing}; the rows have {sorted(have)}: fix --target"
+        )
+    return [e for e in rows if any(t in e.y for t in names)]
+
+
+def split_rows(rows: Sequence[Example], split: str, path: Path) -> list[Example] | None:
+    """The rows of one split; None when the file has no split field at all."""
+    splits = {e.split for e in rows}
+    if splits == {None}:
+        return None
+    if None in splits:
+        raise ValueError(
+            f"{path}: some rows have a split and some do not: give every row a split, or none"
+        )
+    return [e for e in rows if e.split == split]
+
+
+def splits_of(rows: Sequence[Example]) -> list[str]:
+    return sorted({e.split for e in rows if e.split is not None})
+
+
+def load_model(directory: Path) -> RegressionLM:
+    """The checkpoint in ``directory`` (torch is imported here, on first use)."""
+    check_checkpoint(directory)
+    from ..api import RegressionLM
+
+    return RegressionLM.load(directory)

@@ -1,0 +1,108 @@
+"""``rlm info``: a checkpoint's configuration and training summary, read without torch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..checkpoint import HISTORY_FILE, check_checkpoint, read_history, read_meta, safetensors_params
+from .app import app, out, user_errors
+from .files import LAYOUT_FILE
+from .format import fmt, kv_table
+from .options import CheckpointDir
+
+
+@app.command()
+def info(
+    directory: CheckpointDir,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print everything as one JSON object.")
+    ] = False,
+) -> None:
+    """Show a checkpoint's configuration and training summary (fast: does not load torch)."""
+    with user_errors():
+        check_checkpoint(directory)
+        from ..inputs.vocab import InputTokenizer
+
+        meta = read_meta(directory)
+        tok = InputTokenizer.load(directory / "tokenizer.json")
+        params = safetensors_params(directory / "model.safetensors")
+        history = read_history(directory / HISTORY_FILE)
+        layout = (
+            json.loads((directory / LAYOUT_FILE).read_text())
+            if (directory / LAYOUT_FILE).is_file()
+            else None
+        )
+        summary = {
+            "checkpoint": str(directory),
+            "rlm_version": meta.get("rlm_version"),
+            "params": params,
+            "targets": meta["targets"]["names"],
+            "input_vocab_size": tok.vocab_size,
+            "epochs_logged": len(history),
+            # intervals are calibrated when train had validation rows (split-conformal)
+            "calibrated_on_rows": (meta.get("calibration") or {}).get("rows"),
+        }
+        losses = [r["valid_loss"] for r in history if "valid_loss" in r]
+        if losses:
+            summary["best_valid_loss"] = min(losses)
+        if as_json:
+            full = {
+                "summary": summary,
+                "model": meta["model"],
+                "vocab": tok.config.to_dict(),
+                "numbers": meta["numbers"],
+                "targets": meta["targets"],
+                "serializer": meta["serializer"],
+                "train": meta["train"],
+                "training": meta.get("training"),
+                "calibration": meta.get("calibration"),
+                "cli": layout,
+            }
+            typer.echo(json.dumps(full, indent=2))
+            return
+        shown = dict(summary)
+        shown["params"] = fmt(params, "int")
+        shown["targets"] = ", ".join(summary["targets"])
+        out.print(kv_table("checkpoint", {k: str(v) for k, v in shown.items()}))
+        out.print(kv_table("model", meta["model"]))
+        tgt = Table(title="targets (number codec)", title_justify="left")
+        for col in ("target", "scheme", "digits", "range / bounds", "fill"):
+            tgt.add_column(col)
+        for name, num, fill in zip(
+            meta["targets"]["names"],
+            meta["targets"]["numbers"],
+            meta["targets"]["fill"],
+            strict=True,
+        ):
+            tgt.add_row(name, num["scheme"], _digits(num), _range(num), fmt(fill))
+        out.print(tgt)
+        out.print(kv_table("input vocabulary", tok.config.to_dict()))
+        out.print(kv_table("serializer", meta["serializer"]))
+        out.print(kv_table("training config", meta["train"]))
+        training = meta.get("training")
+        if training:
+            out.print(kv_table("training run", training))
+        if layout:
+            out.print(kv_table("data (rlm train)", layout))
+
+
+def _digits(num: Mapping[str, Any]) -> str:
+    if num["scheme"] == "ieee":
+        return f"{num['mantissa_digits']} mantissa, {num['exponent_digits']} exponent (base {num['base']})"
+    return f"{num['mantissa_digits']} (base {num['base']})"
+
+
+def _range(num: Mapping[str, Any]) -> str:
+    if num["scheme"] == "normalized":
+        lo, hi = num["bounds"]
+        return f"[{fmt(lo)}, {fmt(hi)}]"
+    if num["scheme"] == "p10":
+        return f"exponents {num['exponent_min']}..{num['exponent_max']}"
+    # ieee: d.ddd x B^e with |e| <= B^E - 1, so nonzero magnitudes in [B^-emax, B^(emax+1))
+    b, e = num["base"], num["base"] ** num["exponent_digits"] - 1
+    return f"0 or |y| in [{b}^-{e}, {b}^{e + 1})"

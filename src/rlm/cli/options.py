@@ -1,0 +1,52 @@
+"""Option types that several commands share, so each is declared (and documented) once.
+
+Enums rather than free strings: click then rejects a bad value itself, listing the choices.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Preset(StrEnum):
+    tiny = "tiny"
+    small = "small"
+    base = "base"
+
+
+class Scheme(StrEnum):
+    ieee = "ieee"
+    p10 = "p10"
+    normalized = "normalized"
+
+
+class Select(StrEnum):
+    loss = "loss"
+    spearman = "spearman"
+
+
+CheckpointDir = Annotated[
+    Path, typer.Argument(metavar="DIR", help="Checkpoint directory (rlm train --out).")
+]
+Samples = Annotated[
+    int, typer.Option(min=1, help="Sampled decodes per input; the median is the prediction.")
+]
+SamplingSeed = Annotated[int, typer.Option(help="Sampling seed.")]
+NoProgress = Annotated[
+    bool, typer.Option("--no-progress", help="No progress bar (e.g. in CI logs).")
+]
+
+# Input-layout options of `predict` and `eval`: they default to the layout saved by `train`.
+SavedXKey = Annotated[
+    str | None, typer.Option(help="Nested JSONL: key of the input (default: as trained).")
+]
+SavedXColumns = Annotated[
+    list[str] | None, typer.Option(help="Flat files: input columns (default: as trained).")
+]
+SavedXColumn = Annotated[
+    str | None, typer.Option(help="Flat files: one text input column (default: as trained).")
+]

@@ -1,0 +1,211 @@
+"""``rlm predict``: targets with intervals for literal inputs or a file of rows.
+
+A file is streamed chunk by chunk (``rlm.io.iter_rows`` in, ``rlm.io.RowWriter`` out), so memory
+stays bounded whatever its length; a CSV output writes each input row back as it was read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..checkpoint import check_checkpoint
+from ..io import Layout, RowWriter, file_kind, iter_rows, take_input
+from ..io.rows import Row, row_label
+from ..predict.metrics import check_level
+from .app import app, err, out, user_errors
+from .files import load_model, saved_layout
+from .format import fmt, show
+from .options import CheckpointDir, Samples, SamplingSeed, SavedXColumn, SavedXColumns, SavedXKey
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..api import RegressionLM
+
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="INPUT",
+        help="Inputs to predict: each a literal string, or a JSON object text such as "
+        '\'{"crf": 23, "preset": "fast"}\'.',
+    ),
+]
+InputFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        help="Read inputs from a .jsonl / .csv / .parquet file instead ('-': JSON Lines on "
+        "stdin). Rows are read like `rlm train` read its data.",
+    ),
+]
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write every input row plus <target>_pred, <target>_lo and <target>_hi "
+        "columns to this .jsonl / .csv / .parquet file ('-': JSON Lines on stdout). "
+        "Without it, a table is printed.",
+    ),
+]
+Level = Annotated[
+    float, typer.Option(help="Central interval level of the _lo / _hi columns, in (0, 1).")
+]
+ChunkSize = Annotated[int, typer.Option(min=1, help="Rows read, predicted and written at a time.")]
+AsText = Annotated[
+    bool, typer.Option("--text", help="Treat every INPUT as a literal string, even '{...}'.")
+]
+
+Shown = list[tuple[Any, "np.ndarray", "np.ndarray", "np.ndarray"]]  # input, point, lower, upper
+
+
+@app.command()
+def predict(
+    directory: CheckpointDir,
+    inputs: Inputs = None,
+    file: InputFile = None,
+    output: Output = None,
+    samples: Samples = 64,
+    level: Level = 0.8,
+    seed: SamplingSeed = 0,
+    chunk_size: ChunkSize = 1024,
+    text: AsText = False,
+    x_key: SavedXKey = None,
+    x_columns: SavedXColumns = None,
+    x_column: SavedXColumn = None,
+) -> None:
+    """Predict targets with intervals for INPUTs or a file of rows."""
+    with user_errors():
+        check_level(level, "--level")
+        if bool(inputs) == (file is not None):
+            raise ValueError("give INPUT arguments or --file PATH (exactly one of them)")
+        stdin = file is not None and str(file) == "-"
+        if file is not None and not stdin and not file.is_file():
+            raise ValueError(f"--file {file} does not exist or is not a file")
+        if output is not None and str(output) != "-":
+            file_kind(output)  # fail on a bad output name before any work
+            if file is not None and not stdin and output.resolve() == file.resolve():
+                raise ValueError("--output is the input file: write to another path")
+        check_checkpoint(directory)
+        layout = saved_layout(directory, x_key, x_columns, x_column)
+        model = load_model(directory)
+        names = list(model.targets or ())
+        if inputs:
+            xs = _literal_inputs(inputs, text)
+            rows: Iterable[Row] = [({"input": x}, {"input": x}) for x in xs]
+            layout, nested = Layout(x_key="input"), True
+        else:
+            rows = iter_rows(None if stdin else file, chunk_size=chunk_size)
+            first = next(iter(rows), None)  # peek: nested or flat?
+            if first is None:
+                raise ValueError(f"{file} has no rows")
+            rows = itertools.chain([first], rows)
+            src_kind = "jsonl" if stdin or file is None else file_kind(file)
+            nested = src_kind == "jsonl" and layout.is_nested(first[1], names)
+        writer = None if output is None else RowWriter(None if str(output) == "-" else output)
+        with writer or contextlib.nullcontext():
+            shown = _predict_rows(
+                model, rows, writer, layout, nested, samples, level, seed, chunk_size
+            )
+        if writer is not None:
+            if writer.path is not None:
+                err.print(f"wrote {writer.rows:,} rows to {output}")
+            return
+        _print_table(shown, names, samples, level)
+
+
+def _predict_rows(
+    model: RegressionLM,
+    rows: Iterable[Row],
+    writer: RowWriter | None,
+    layout: Layout,
+    nested: bool,
+    samples: int,
+    level: float,
+    seed: int,
+    chunk_size: int,
+) -> Shown:
+    """Predict chunk by chunk; rows go to ``writer``, or are returned for the table."""
+    names = list(model.targets or ())
+    skip = {*names, "id", "split", *_pred_columns(names)}
+    keep_raw = writer is not None and writer.kind == "csv"
+    shown: Shown = []
+    index = 0
+    for chunk in _chunks(rows, chunk_size):
+        xs = [
+            take_input(parsed, row_label(parsed, index + i), layout, nested=nested, skip=skip)
+            for i, (_, parsed) in enumerate(chunk)
+        ]
+        index += len(chunk)
+        p = model.distribution(xs, samples=samples, level=level, seed=seed)
+        if writer is None:
+            shown += zip(xs, p.point, p.lower, p.upper, strict=True)
+            continue
+        records = []
+        for i, (raw, parsed) in enumerate(chunk):
+            rec = dict(raw if keep_raw else parsed)
+            for k, t in enumerate(names):
+                rec[f"{t}_pred"] = _clean(p.point[i, k])
+                rec[f"{t}_lo"] = _clean(p.lower[i, k])
+                rec[f"{t}_hi"] = _clean(p.upper[i, k])
+            records.append(rec)
+        writer.write(records)
+    return shown
+
+
+def _print_table(shown: Shown, names: Sequence[str], samples: int, level: float) -> None:
+    table = Table(title=f"predictions (median of {samples} samples, {level:.0%} interval)")
+    table.add_column("input", overflow="fold")
+    for t in names:
+        table.add_column(t, justify="right")
+        table.add_column(f"{level:.0%} interval", justify="right")
+    for x, point, lower, upper in shown:
+        cells = []
+        for k in range(len(names)):
+            cells += [fmt(float(point[k])), f"[{fmt(float(lower[k]))}, {fmt(float(upper[k]))}]"]
+        table.add_row(show(x, 120), *cells)
+    out.print(table)
+
+
+def _literal_inputs(inputs: Sequence[str], as_text: bool) -> list[str | dict[str, Any]]:
+    xs: list[str | dict[str, Any]] = []
+    for s in inputs:
+        if as_text or not s.lstrip().startswith("{"):
+            xs.append(s)
+            continue
+        try:
+            obj = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"input {show(s)!r} looks like a JSON object but does not parse ({e}): "
+                "fix it, or pass --text to read every INPUT as a literal string"
+            ) from e
+        if not isinstance(obj, dict):
+            raise ValueError(f"input {show(s)!r} is not a JSON object")
+        xs.append(obj)
+    return xs
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _clean(v: Any) -> float:
+    # Decoded numbers carry at most ~10 significant digits; quantile interpolation adds float
+    # noise (4.913999999999999), so round to 12 to write what the model actually said.
+    return float(f"{float(v):.12g}")
+
+
+def _pred_columns(names: Sequence[str]) -> list[str]:
+    return [f"{t}_{s}" for t in names for s in ("pred", "lo", "hi")]

@@ -1,0 +1,138 @@
+"""``rlm serve``: serve one or several checkpoints over HTTP (needs the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..checkpoint import check_checkpoint
+from .app import app, err, user_errors
+from .files import load_model
+
+
+def _named_checkpoints(specs: Sequence[str]) -> dict[str, Path]:
+    """'DIR' or 'NAME=DIR' -> {name: directory}; a plain DIR is served under its folder name."""
+    named: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        directory = Path(path) if sep else Path(spec)
+        if not sep:
+            name = directory.resolve().name or "model"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(
+                f"model name {name!r}: use letters, digits, '_', '.' or '-' (NAME=DIR)"
+            )
+        if name in named:
+            raise ValueError(f"two models named {name!r}: name them with NAME=DIR")
+        check_checkpoint(directory)
+        named[name] = directory
+    return named
+
+
+def _unit_labels(specs: Sequence[str] | None) -> dict[str, str]:
+    units: dict[str, str] = {}
+    for spec in specs or ():
+        target, sep, unit = spec.partition("=")
+        if not sep or not target or not unit:
+            raise ValueError(f"--unit {spec!r}: write TARGET=UNIT, e.g. --unit latency_ms=ms")
+        units[target] = unit
+    return units
+
+
+@app.command()
+def serve(
+    directories: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DIR",
+            help="Checkpoint directories (rlm train --out). NAME=DIR serves one under NAME "
+            "(default: the folder's name); the first is the default model.",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the default keeps it on this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    unit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unit",
+            metavar="TARGET=UNIT",
+            help="Unit label for a target, shown in responses and the playground; repeatable.",
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Samples per input when a request does not say.")
+    ] = 64,
+    max_samples: Annotated[int, typer.Option(min=1, help="Most samples per input.")] = 256,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most inputs in one request.")] = 64,
+    max_input_chars: Annotated[
+        int, typer.Option(min=1, help="Most characters in one input, once serialised.")
+    ] = 20_000,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body, in bytes.")
+    ] = 1_000_000,
+    max_batch: Annotated[
+        int,
+        typer.Option(min=1, help="Most inputs in one model call across requests (1: no batching)."),
+    ] = 256,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(min=0.0, help="How long a batch's first request may wait for others, in ms."),
+    ] = 5.0,
+    max_queue: Annotated[
+        int, typer.Option(min=1, help="Requests waiting per model before answering 503.")
+    ] = 256,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")
+    ] = None,
+) -> None:
+    """Serve models over HTTP: POST /predict (micro-batched), GET /health and /model, API docs
+    at /docs, and a playground page at / that plots the predicted distribution of an input."""
+    with user_errors():
+        try:
+            import uvicorn
+
+            from ..serve import ServeConfig, create_app
+        except ImportError as e:
+            raise ValueError(
+                f"rlm serve needs the serve extra ({e.name or e} is missing): "
+                "pip install 'rlm[serve]'"
+            ) from e
+        config = ServeConfig(
+            max_inputs=max_inputs,
+            max_samples=max_samples,
+            default_samples=samples,
+            max_input_chars=max_input_chars,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+            max_queue=max_queue,
+        )
+        named = _named_checkpoints(directories)
+        labels = _unit_labels(unit)
+        models = {name: load_model(d) for name, d in named.items()}
+        known = {t for m in models.values() for t in m.targets or ()}
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise ValueError(f"--unit for {unknown}: the models' targets are {sorted(known)}")
+        units = {
+            name: {t: u for t, u in labels.items() if t in (m.targets or ())}
+            for name, m in models.items()
+        }
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        server_app = create_app(models, config, units=units, directories=named)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(
+        f"serving {', '.join(models)} on http://{shown}:{port}/ (playground at /, API docs at "
+        "/docs); Ctrl+C stops",
+        soft_wrap=True,
+    )
+    uvicorn.run(server_app, host=host, port=port, log_level="info")

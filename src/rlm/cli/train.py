@@ -1,0 +1,322 @@
+"""``rlm train``: read a data file, fit a model, save the checkpoint, print a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..inputs.vocab import VocabConfig
+from ..io import Example, Layout
+from ..nn.config import PRESETS, ModelConfig, TrainConfig
+from ..nn.config import preset as make_preset
+from ..numbers import NumberConfig
+from ..predict.metrics import check_level
+from .app import app, err, out, user_errors
+from .files import columns_option, read_labeled, split_rows, splits_of, write_layout
+from .format import fmt, kv_table, metrics_table
+from .options import NoProgress, Preset, Scheme, Select
+
+if TYPE_CHECKING:
+    from ..api import RegressionLM
+
+# The options of `rlm train`, one type each, so that the command's signature reads as a list.
+Data = Annotated[
+    Path,
+    typer.Argument(
+        metavar="DATA",
+        help="Training data: .jsonl / .jsonl.gz (nested {id, x, y, split} rows or flat rows), "
+        ".csv or .parquet (flat: one column per input and per target).",
+    ),
+]
+OutDir = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Directory for the checkpoint (model.safetensors, config.json, tokenizer.json), "
+        "metrics.jsonl (one line per epoch) and cli.json (how inputs were read).",
+    ),
+]
+Targets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        "-t",
+        metavar="NAME",
+        help="Target to learn; repeat for several objectives. Required for flat files "
+        "(CSV / Parquet / flat JSONL); nested files default to every target they contain.",
+    ),
+]
+PresetOption = Annotated[
+    Preset,
+    typer.Option(
+        help="Model size: tiny (seconds, for tests), small (~3M params, "
+        "the CPU workhorse) or base (~25M params)."
+    ),
+]
+Epochs = Annotated[
+    int, typer.Option(min=1, help="Maximum epochs; the learning-rate schedule spans them.")
+]
+TimeBudget = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, help="Stop after this many seconds of training and keep the best weights so far."
+    ),
+]
+BatchSize = Annotated[int, typer.Option(min=1, help="Examples per optimiser step.")]
+LearningRate = Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")]
+Seed = Annotated[int, typer.Option(help="Seed for initialisation and batch order.")]
+Patience = Annotated[
+    int,
+    typer.Option(min=1, help="Early stopping: validations without improvement before stopping."),
+]
+ValidFile = Annotated[
+    Path | None,
+    typer.Option(help="Separate validation file (every row is used); overrides --valid-split."),
+]
+ValidSplit = Annotated[
+    str | None,
+    typer.Option(
+        help="When DATA has a split field: rows of this split validate (early stopping, "
+        "final metrics). Default 'valid'; without such rows training runs unvalidated.",
+    ),
+]
+TrainSplit = Annotated[
+    str, typer.Option(help="When DATA has a split field: rows of this split train.")
+]
+Limit = Annotated[int | None, typer.Option(min=1, help="Train on the first N training rows only.")]
+SchemeOption = Annotated[
+    Scheme,
+    typer.Option(
+        help="How numbers are written: ieee (sign, exponent, mantissa; any magnitude), "
+        "p10 (mantissa digits + one exponent token) or normalized (digits of a fraction "
+        "of the training range)."
+    ),
+]
+MantissaDigits = Annotated[
+    int, typer.Option(min=1, help="Significant digits per predicted number.")
+]
+ExponentDigits = Annotated[
+    int, typer.Option(min=1, help="ieee scheme: exponent digits (1 covers 1e-9 to 9.999e9).")
+]
+Clamp = Annotated[
+    bool,
+    typer.Option(
+        "--clamp",
+        help="Clamp targets outside the number range into it (counted in a warning) instead "
+        "of failing; the library calls this out_of_range='clamp'.",
+    ),
+]
+VocabSize = Annotated[
+    int, typer.Option(help="Upper bound on the input BPE vocabulary (at least 261).")
+]
+MaxLength = Annotated[
+    int,
+    typer.Option(
+        help="Input tokens kept per example (head and tail of longer inputs). Raises the "
+        "model's position table when it exceeds the preset's."
+    ),
+]
+Pattern = Annotated[
+    str | None,
+    typer.Option(
+        help="Structure-aware inputs: a regex whose matches are the only input pieces, e.g. "
+        r"'\[a-z_0-9]+~\d|\+' makes each NAS-Bench-201 edge one token.",
+    ),
+]
+SelectOption = Annotated[
+    Select,
+    typer.Option(
+        help="What early stopping watches on validation data: loss (cheap) or spearman "
+        "(rank correlation of sampled predictions; slower)."
+    ),
+]
+ValidSamples = Annotated[
+    int, typer.Option(min=1, help="Samples per input for the final validation metrics.")
+]
+ValidLevel = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Interval level for validation coverage.")
+]
+XKey = Annotated[str, typer.Option(help="Nested JSONL: the key that holds each row's input.")]
+XColumns = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Flat files: the input columns (comma-separated or repeated); default: every "
+        "column except targets, id and split. Nested JSONL: keep only these keys of x."
+    ),
+]
+XColumn = Annotated[
+    str | None, typer.Option(help="Flat files: one column that holds a text input.")
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a previous run in --out instead of refusing.")
+]
+
+
+@app.command()
+def train(
+    data: Data,
+    out_dir: OutDir,
+    target: Targets = None,
+    preset: PresetOption = Preset.small,
+    epochs: Epochs = 200,
+    time_budget: TimeBudget = None,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 1e-3,
+    seed: Seed = 0,
+    patience: Patience = 20,
+    valid: ValidFile = None,
+    valid_split: ValidSplit = None,
+    train_split: TrainSplit = "train",
+    limit: Limit = None,
+    scheme: SchemeOption = Scheme.ieee,
+    mantissa_digits: MantissaDigits = NumberConfig.mantissa_digits,
+    exponent_digits: ExponentDigits = NumberConfig.exponent_digits,
+    clamp: Clamp = False,
+    vocab_size: VocabSize = VocabConfig.vocab_size,
+    max_length: MaxLength = VocabConfig.max_length,
+    pattern: Pattern = None,
+    select: SelectOption = Select.loss,
+    samples: ValidSamples = 64,
+    level: ValidLevel = 0.8,
+    x_key: XKey = "x",
+    x_columns: XColumns = None,
+    x_column: XColumn = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train a model on DATA and save it to --out, then print a summary with validation metrics."""
+    with user_errors():
+        # options first: a bad option fails in milliseconds, before any data is read
+        check_level(level, "--level")
+        layout = Layout(x_key, columns_option(x_columns), x_column)
+        model_cfg = _model_config(preset, max_length)
+        numbers = NumberConfig(
+            scheme=scheme.value,
+            mantissa_digits=mantissa_digits,
+            exponent_digits=exponent_digits,
+            out_of_range="clamp" if clamp else "error",
+        )
+        vocab = VocabConfig(vocab_size=vocab_size, max_length=max_length, pattern=pattern)
+        train_cfg = TrainConfig(
+            lr=lr,
+            batch_size=batch_size,
+            max_epochs=epochs,
+            time_budget_s=time_budget,
+            select=select.value,
+            patience=patience,
+            seed=seed,
+            progress=not no_progress,
+        )
+        _refuse_previous_run(out_dir, overwrite)
+        rows = read_labeled(data, target, layout)
+        train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
+        if valid is not None:
+            valid_rows = read_labeled(valid, target, layout)
+        if limit is not None:
+            train_rows = train_rows[:limit]
+        if not valid_rows:
+            valid_rows = None
+            err.print(
+                "note: no validation rows, so no early stopping and the last weights are kept; "
+                "pass --valid PATH or give DATA a 'valid' split"
+            )
+        # training appends to metrics.jsonl: start it afresh rather than mix two runs
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+        from ..api import RegressionLM
+
+        model = RegressionLM(
+            model=model_cfg, numbers=numbers, vocab=vocab, train=train_cfg, targets=target or None
+        )
+        err.print(
+            f"training a {preset.value} model on {len(train_rows):,} rows"
+            + (f", validating on {len(valid_rows):,}" if valid_rows else "")
+            + f" -> {out_dir}"
+        )
+        model.fit(train_rows, valid=valid_rows, run_dir=out_dir)
+        model.save(out_dir)
+        write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
+        _print_train_summary(model, out_dir, len(train_rows), len(valid_rows or ()))
+        if valid_rows:
+            _print_validation(model, valid_rows, samples=samples, level=level, seed=seed)
+
+
+def _model_config(preset: Preset, max_length: int) -> ModelConfig:
+    """The preset, with its position table raised when inputs may be longer than it holds."""
+    model_cfg = PRESETS[preset.value]
+    if max_length > model_cfg.max_input_len:
+        model_cfg = make_preset(preset.value, max_input_len=max_length)
+    return model_cfg
+
+
+def _refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
+    previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
+    if previous and not overwrite:
+        raise ValueError(
+            f"{out_dir} already holds a run: pass --overwrite, or choose another --out"
+        )
+
+
+def _train_valid(
+    rows: list[Example],
+    data: Path,
+    valid_split: str | None,
+    train_split: str,
+    valid: Path | None,
+) -> tuple[list[Example], list[Example] | None]:
+    """Training rows and (when DATA has a split field and no --valid file) validation rows."""
+    train_rows = split_rows(rows, train_split, data)
+    if train_rows is None:  # no split field: the whole file trains
+        if valid_split is not None and valid is None:
+            raise ValueError(f"--valid-split {valid_split!r} given, but {data} has no splits")
+        return list(rows), None
+    if not train_rows:
+        raise ValueError(
+            f"{data} has no rows of split {train_split!r}; its splits: "
+            f"{splits_of(rows)}: set --train-split"
+        )
+    if valid is not None:
+        return train_rows, None
+    valid_rows = split_rows(rows, valid_split or "valid", data)
+    if not valid_rows and valid_split is not None:
+        raise ValueError(
+            f"{data} has no rows of split {valid_split!r}; its splits: "
+            f"{splits_of(rows)}: set --valid-split"
+        )
+    return train_rows, valid_rows
+
+
+def _print_train_summary(model: RegressionLM, directory: Path, n_train: int, n_valid: int) -> None:
+    result = model.result
+    assert model.net is not None and result is not None  # fit() just ran
+    best = result.best_epoch if result.best_epoch >= 1 else None
+    out.print(
+        kv_table(
+            "training run",
+            {
+                "checkpoint": str(directory),
+                "targets": ", ".join(model.targets or ()),
+                "params": fmt(model.net.num_params(), "int"),
+                "train rows": fmt(n_train, "int"),
+                "valid rows": fmt(n_valid, "int"),
+                "epochs": str(result.epochs),
+                "best epoch": fmt(best, "int"),
+                "stopped by": result.stopped,
+                "seconds": f"{result.seconds:.1f}",
+            },
+        )
+    )
+
+
+def _print_validation(
+    model: RegressionLM, rows: list[Example], *, samples: int, level: float, seed: int
+) -> None:
+    err.print(f"scoring {len(rows):,} validation rows ({samples} samples each)")
+    report = model.evaluate(rows, samples=samples, level=level, seed=seed)
+    if report:
+        counts = {t: sum(t in e.y for e in rows) for t in report}
+        report = {t: {"n": counts[t], **m} for t, m in report.items()}
+        out.print(metrics_table(report, f"validation ({samples} samples per input)", level))
