@@ -79,13 +79,13 @@ def read_labeled(
                 f"{path} is a flat file (no {layout.x_key!r} key with a 'y' object): "
                 "name its target column(s) with --target"
             )
-        missing = [t for t in names if t not in rec]
-        if any_target:
-            names = [t for t in names if t in rec]
-        if missing and (not any_target or not names):
-            raise ValueError(
-                f"{path} has no target column(s) {missing}; its columns: {list(rec)}: fix --target"
-            )
+        names = _present(
+            names,
+            set(rec),
+            any_target,
+            f"{path} has no target column(s)",
+            f"its columns: {list(rec)}",
+        )
         return read_examples(
             path,
             targets=names,
@@ -99,14 +99,23 @@ def read_labeled(
     if not names:
         return rows
     have = set(target_names(rows))
+    names = _present(
+        names, have, any_target, f"{path}: no row has target(s)", f"the rows have {sorted(have)}"
+    )
+    return [e for e in rows if any(t in e.y for t in names)]
+
+
+def _present(
+    names: list[str], have: set[str], any_target: bool, lacks: str, instead: str
+) -> list[str]:
+    """The requested targets that the file has: all of them, or with ``any_target`` at least one;
+    otherwise an error naming what is missing and what there is."""
     missing = [t for t in names if t not in have]
     if any_target:
         names = [t for t in names if t in have]
     if missing and (not any_target or not names):
-        raise ValueError(
-            f"{path}: no row has target(s) {missing}; the rows have {sorted(have)}: fix --target"
-        )
-    return [e for e in rows if any(t in e.y for t in names)]
+        raise ValueError(f"{lacks} {missing}; {instead}: fix --target")
+    return names
 
 
 def split_rows(rows: Sequence[Example], split: str, path: Path) -> list[Example] | None:

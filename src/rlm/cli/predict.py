@@ -74,14 +74,14 @@ def predict(
     inputs: Inputs = None,
     file: InputFile = None,
     output: Output = None,
-    samples: Samples = 64,
-    level: Level = 0.8,
-    seed: SamplingSeed = 0,
-    chunk_size: ChunkSize = 1024,
     text: AsText = False,
     x_key: SavedXKey = None,
     x_columns: SavedXColumns = None,
     x_column: SavedXColumn = None,
+    samples: Samples = 64,
+    level: Level = 0.8,
+    seed: SamplingSeed = 0,
+    chunk_size: ChunkSize = 1024,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():

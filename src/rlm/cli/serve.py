@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..checkpoint import check_checkpoint
 from .app import app, err, user_errors
 from .files import load_model
+
+if TYPE_CHECKING:
+    from ..api import RegressionLM
 
 
 def _named_checkpoints(specs: Sequence[str]) -> dict[str, Path]:
@@ -43,53 +46,80 @@ def _unit_labels(specs: Sequence[str] | None) -> dict[str, str]:
     return units
 
 
+Directories = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="DIR",
+        help="Checkpoint directories (rlm train --out). NAME=DIR serves one under NAME "
+        "(default: the folder's name); the first is the default model.",
+    ),
+]
+Host = Annotated[
+    str, typer.Option(help="Address to listen on; the default keeps it on this machine.")
+]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")]
+Units = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unit",
+        metavar="TARGET=UNIT",
+        help="Unit label for a target, shown in responses and the playground; repeatable.",
+    ),
+]
+DefaultSamples = Annotated[
+    int, typer.Option(min=1, help="Samples per input when a request does not say.")
+]
+MaxSamples = Annotated[int, typer.Option(min=1, help="Most samples per input.")]
+MaxInputs = Annotated[int, typer.Option(min=1, help="Most inputs in one request.")]
+MaxInputChars = Annotated[
+    int, typer.Option(min=1, help="Most characters in one input, once serialised.")
+]
+MaxBodyBytes = Annotated[int, typer.Option(min=1, help="Largest request body, in bytes.")]
+MaxBatch = Annotated[
+    int,
+    typer.Option(min=1, help="Most inputs in one model call across requests (1: no batching)."),
+]
+BatchWaitMs = Annotated[
+    float,
+    typer.Option(min=0.0, help="How long a batch's first request may wait for others, in ms."),
+]
+MaxQueue = Annotated[
+    int, typer.Option(min=1, help="Requests waiting per model before answering 503.")
+]
+Threads = Annotated[
+    int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")
+]
+
+
+def _units_per_model(
+    models: Mapping[str, RegressionLM], labels: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """--unit labels split by model; a label for a target no model has is an error."""
+    known = {t for m in models.values() for t in m.targets or ()}
+    unknown = sorted(set(labels) - known)
+    if unknown:
+        raise ValueError(f"--unit for {unknown}: the models' targets are {sorted(known)}")
+    return {
+        name: {t: u for t, u in labels.items() if t in (m.targets or ())}
+        for name, m in models.items()
+    }
+
+
 @app.command()
 def serve(
-    directories: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="DIR",
-            help="Checkpoint directories (rlm train --out). NAME=DIR serves one under NAME "
-            "(default: the folder's name); the first is the default model.",
-        ),
-    ],
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; the default keeps it on this machine.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
-    unit: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--unit",
-            metavar="TARGET=UNIT",
-            help="Unit label for a target, shown in responses and the playground; repeatable.",
-        ),
-    ] = None,
-    samples: Annotated[
-        int, typer.Option(min=1, help="Samples per input when a request does not say.")
-    ] = 64,
-    max_samples: Annotated[int, typer.Option(min=1, help="Most samples per input.")] = 256,
-    max_inputs: Annotated[int, typer.Option(min=1, help="Most inputs in one request.")] = 64,
-    max_input_chars: Annotated[
-        int, typer.Option(min=1, help="Most characters in one input, once serialised.")
-    ] = 20_000,
-    max_body_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest request body, in bytes.")
-    ] = 1_000_000,
-    max_batch: Annotated[
-        int,
-        typer.Option(min=1, help="Most inputs in one model call across requests (1: no batching)."),
-    ] = 256,
-    batch_wait_ms: Annotated[
-        float,
-        typer.Option(min=0.0, help="How long a batch's first request may wait for others, in ms."),
-    ] = 5.0,
-    max_queue: Annotated[
-        int, typer.Option(min=1, help="Requests waiting per model before answering 503.")
-    ] = 256,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")
-    ] = None,
+    directories: Directories,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    unit: Units = None,
+    samples: DefaultSamples = 64,
+    max_samples: MaxSamples = 256,
+    max_inputs: MaxInputs = 64,
+    max_input_chars: MaxInputChars = 20_000,
+    max_body_bytes: MaxBodyBytes = 1_000_000,
+    max_batch: MaxBatch = 256,
+    batch_wait_ms: BatchWaitMs = 5.0,
+    max_queue: MaxQueue = 256,
+    threads: Threads = None,
 ) -> None:
     """Serve models over HTTP: POST /predict (micro-batched), GET /health and /model, API docs
     at /docs, and a playground page at / that plots the predicted distribution of an input."""
@@ -114,16 +144,8 @@ def serve(
             max_queue=max_queue,
         )
         named = _named_checkpoints(directories)
-        labels = _unit_labels(unit)
         models = {name: load_model(d) for name, d in named.items()}
-        known = {t for m in models.values() for t in m.targets or ()}
-        unknown = sorted(set(labels) - known)
-        if unknown:
-            raise ValueError(f"--unit for {unknown}: the models' targets are {sorted(known)}")
-        units = {
-            name: {t: u for t, u in labels.items() if t in (m.targets or ())}
-            for name, m in models.items()
-        }
+        units = _units_per_model(models, _unit_labels(unit))
         if threads is not None:
             import torch
 

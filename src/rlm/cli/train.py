@@ -215,14 +215,8 @@ def train(
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
         if valid is not None:
             valid_rows = read_labeled(valid, target, layout)
-        if limit is not None:
-            train_rows = train_rows[:limit]
-        if not valid_rows:
-            valid_rows = None
-            err.print(
-                "note: no validation rows, so no early stopping and the last weights are kept; "
-                "pass --valid PATH or give DATA a 'valid' split"
-            )
+        train_rows = train_rows[:limit] if limit is not None else train_rows
+        valid_rows = _noted(valid_rows)
         # training appends to metrics.jsonl: start it afresh rather than mix two runs
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
 
@@ -287,6 +281,16 @@ def _train_valid(
             f"{splits_of(rows)}: set --valid-split"
         )
     return train_rows, valid_rows
+
+
+def _noted(valid_rows: list[Example] | None) -> list[Example] | None:
+    if valid_rows:
+        return valid_rows
+    err.print(
+        "note: no validation rows, so no early stopping and the last weights are kept; "
+        "pass --valid PATH or give DATA a 'valid' split"
+    )
+    return None
 
 
 def _print_train_summary(model: RegressionLM, directory: Path, n_train: int, n_valid: int) -> None:

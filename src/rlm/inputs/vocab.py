@@ -130,6 +130,13 @@ def _strip_added_tokens(tok: Tokenizer) -> Tokenizer:
 class InputTokenizer:
     """Byte-level BPE (or plain bytes) over input text, with fixed special ids 0..4."""
 
+    # the special ids are the same in every tokenizer (checked in __init__)
+    pad_id: int = PAD_ID
+    unk_id: int = UNK_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    trunc_id: int = TRUNC_ID
+
     def __init__(self, tokenizer: Tokenizer, config: VocabConfig) -> None:
         for i, s in enumerate(SPECIAL_TOKENS):
             if tokenizer.token_to_id(s) != i:
@@ -175,26 +182,6 @@ class InputTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
-
-    @property
-    def pad_id(self) -> int:
-        return PAD_ID
-
-    @property
-    def unk_id(self) -> int:
-        return UNK_ID
-
-    @property
-    def bos_id(self) -> int:
-        return BOS_ID
-
-    @property
-    def eos_id(self) -> int:
-        return EOS_ID
-
-    @property
-    def trunc_id(self) -> int:
-        return TRUNC_ID
 
     @property
     def hf_tokenizer(self) -> Tokenizer:

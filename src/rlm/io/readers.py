@@ -13,6 +13,7 @@ Rows come from ``rows.iter_rows`` and inputs from ``rows.take_input``, the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,46 +26,33 @@ Builder = Callable[[Mapping[str, Any], int], Example]
 
 
 def _flat_example(
-    rec: Mapping[str, Any],
-    index: int,
-    *,
-    targets: Sequence[str],
-    layout: Layout,
-    id_column: str,
-    split_column: str,
-    allow_unlabeled: bool,
+    rec: Mapping[str, Any], index: int, *, targets: Sequence[str], layout: Layout, ask: _Reading
 ) -> Example:
     """One row of the flat layout: named target columns, the rest (or ``x_columns``) is x."""
-    label = row_label(rec, index, id_column)
-    skip = {*targets, id_column, split_column}
+    label = row_label(rec, index, ask.id_column)
+    skip = {*targets, ask.id_column, ask.split_column}
     x = take_input(rec, label, layout, nested=False, skip=skip)
-    rid, rsplit = rec.get(id_column), rec.get(split_column)
+    rid, rsplit = rec.get(ask.id_column), rec.get(ask.split_column)
     return Example.make(
         x,
         {t: rec.get(t) for t in targets},  # an absent column is a missing target, like null
         id=None if rid is None else str(rid),
         split=None if rsplit is None else str(rsplit),
-        allow_unlabeled=allow_unlabeled,
+        allow_unlabeled=ask.allow_unlabeled,
         index=index,
     )
 
 
 def _nested_example(
-    rec: Mapping[str, Any],
-    index: int,
-    *,
-    layout: Layout,
-    y_key: str,
-    targets: Sequence[str] | None,
-    allow_unlabeled: bool,
+    rec: Mapping[str, Any], index: int, *, layout: Layout, y_key: str, ask: _Reading
 ) -> Example:
     """One row of the nested layout ``{"id", "x", "y": {...}, "split"}``."""
     x = take_input(rec, row_label(rec, index), layout, nested=True, skip=())
     y = rec.get(y_key)
     if y is not None and not isinstance(y, dict):
         y = {y_key: y}  # a scalar target is named after its key
-    if y is not None and targets is not None:
-        y = {t: y.get(t) for t in targets}
+    if y is not None and ask.targets is not None:
+        y = {t: y.get(t) for t in ask.targets}
     rid, rsplit = rec.get("id"), rec.get("split")
     return Example.make(
         x,
@@ -72,7 +60,7 @@ def _nested_example(
         id=None if rid is None else str(rid),
         split=None if rsplit is None else str(rsplit),
         target_name=y_key,
-        allow_unlabeled=allow_unlabeled,
+        allow_unlabeled=ask.allow_unlabeled,
         index=index,
     )
 
@@ -106,18 +94,19 @@ def _check_options(
         raise ValueError(f"columns {overlap} are both inputs and targets: remove them from one")
 
 
-def _read(
-    path: Path,
-    kind: FileKind,
-    build: Builder,
-    *,
-    targets: Sequence[str] | None,
-    id_column: str,
-    split_column: str,
-    split: str | None,
-    limit: int | None,
-    allow_unlabeled: bool,
-) -> list[Example]:
+@dataclass(frozen=True)
+class _Reading:
+    """What every reader is asked for: which targets, which rows, how rows are labeled."""
+
+    targets: Sequence[str] | None
+    split: str | None
+    limit: int | None
+    allow_unlabeled: bool
+    id_column: str = "id"
+    split_column: str = "split"
+
+
+def _read(path: Path, kind: FileKind, build: Builder, ask: _Reading) -> list[Example]:
     """The loop every reader shares.
 
     The split filter runs *before* an example is built, so a bad row in another split does not
@@ -126,26 +115,27 @@ def _read(
     out: list[Example] = []
     try:
         for index, (_, rec) in enumerate(iter_rows(path, kind=kind)):
-            if split is not None:
-                rsplit = rec.get(split_column)
+            if ask.split is not None:
+                rsplit = rec.get(ask.split_column)
                 if rsplit is None:
                     raise ValueError(
-                        f"split={split!r} asked for, but {row_label(rec, index, id_column)} has "
-                        f"no {split_column!r} field: pass split=None or add a split column"
+                        f"split={ask.split!r} asked for, but "
+                        f"{row_label(rec, index, ask.id_column)} has no {ask.split_column!r} "
+                        "field: pass split=None or add a split column"
                     )
-                if str(rsplit) != split:
+                if str(rsplit) != ask.split:
                     continue
             out.append(build(rec, index))
-            if limit is not None and len(out) >= limit:
+            if ask.limit is not None and len(out) >= ask.limit:
                 break
     except ValueError as e:
         if str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: {e}") from e
     # A requested target that no row has is almost surely a typo: say so instead of masking it.
-    if targets is not None and not allow_unlabeled and out:
+    if ask.targets is not None and not ask.allow_unlabeled and out:
         seen = set(target_names(out))
-        missing = [t for t in targets if t not in seen]
+        missing = [t for t in ask.targets if t not in seen]
         if missing:
             raise ValueError(
                 f"{path}: targets {missing} occur in no row; the rows have {sorted(seen)}: "
@@ -178,129 +168,58 @@ def read_jsonl(
     """
     flat = y_key is None
     _check_options(targets, x_keys, x_column, limit, flat=flat, allow_unlabeled=allow_unlabeled)
+    ask = _Reading(targets, split, limit, allow_unlabeled)
     layout = Layout(x_key=x_key, x_columns=x_keys, x_column=x_column)
-    build: Builder
     if y_key is None:
-        build = partial(
-            _flat_example,
-            targets=targets or (),
-            layout=layout,
-            id_column="id",
-            split_column="split",
-            allow_unlabeled=allow_unlabeled,
-        )
+        build: Builder = partial(_flat_example, targets=targets or (), layout=layout, ask=ask)
     else:
-        build = partial(
-            _nested_example,
-            layout=layout,
-            y_key=y_key,
-            targets=targets,
-            allow_unlabeled=allow_unlabeled,
+        build = partial(_nested_example, layout=layout, y_key=y_key, ask=ask)
+    return _read(Path(path), "jsonl", build, ask)
+
+
+def _flat_reader(kind: FileKind, doc: str) -> Callable[..., list[Example]]:
+    """``read_csv`` and ``read_parquet``: one reader of the flat layout, two file kinds."""
+
+    def read(
+        path: str | Path,
+        *,
+        targets: Sequence[str],
+        x_columns: Sequence[str] | None = None,
+        x_column: str | None = None,
+        id_column: str = "id",
+        split_column: str = "split",
+        split: str | None = None,
+        limit: int | None = None,
+        allow_unlabeled: bool = False,
+    ) -> list[Example]:
+        _check_options(
+            targets, x_columns, x_column, limit, flat=True, allow_unlabeled=allow_unlabeled
         )
-    return _read(
-        Path(path),
-        "jsonl",
-        build,
-        targets=targets,
-        id_column="id",
-        split_column="split",
-        split=split,
-        limit=limit,
-        allow_unlabeled=allow_unlabeled,
-    )
+        ask = _Reading(targets, split, limit, allow_unlabeled, id_column, split_column)
+        layout = Layout(x_columns=x_columns, x_column=x_column)
+        build = partial(_flat_example, targets=targets, layout=layout, ask=ask)
+        return _read(Path(path), kind, build, ask)
+
+    read.__name__ = read.__qualname__ = f"read_{kind}"
+    read.__doc__ = doc
+    return read
 
 
-def _read_flat(
-    path: str | Path,
-    kind: FileKind,
-    *,
-    targets: Sequence[str],
-    x_columns: Sequence[str] | None,
-    x_column: str | None,
-    id_column: str,
-    split_column: str,
-    split: str | None,
-    limit: int | None,
-    allow_unlabeled: bool,
-) -> list[Example]:
-    _check_options(targets, x_columns, x_column, limit, flat=True, allow_unlabeled=allow_unlabeled)
-    build = partial(
-        _flat_example,
-        targets=targets,
-        layout=Layout(x_columns=x_columns, x_column=x_column),
-        id_column=id_column,
-        split_column=split_column,
-        allow_unlabeled=allow_unlabeled,
-    )
-    return _read(
-        Path(path),
-        kind,
-        build,
-        targets=targets,
-        id_column=id_column,
-        split_column=split_column,
-        split=split,
-        limit=limit,
-        allow_unlabeled=allow_unlabeled,
-    )
-
-
-def read_csv(
-    path: str | Path,
-    *,
-    targets: Sequence[str],
-    x_columns: Sequence[str] | None = None,
-    x_column: str | None = None,
-    id_column: str = "id",
-    split_column: str = "split",
-    split: str | None = None,
-    limit: int | None = None,
-    allow_unlabeled: bool = False,
-) -> list[Example]:
+read_csv = _flat_reader(
+    "csv",
     """Read a CSV (or ``.csv.gz``) with a header row, in the flat layout (see ``read_jsonl``).
 
     Cells are parsed by :func:`rlm.io.tables.parse_cell`; an empty target cell is a missing
-    target.
-    """
-    return _read_flat(
-        path,
-        "csv",
-        targets=targets,
-        x_columns=x_columns,
-        x_column=x_column,
-        id_column=id_column,
-        split_column=split_column,
-        split=split,
-        limit=limit,
-        allow_unlabeled=allow_unlabeled,
-    )
+    target. ``id_column`` / ``split_column`` name the id and split columns.
+    """,
+)
+read_parquet = _flat_reader(
+    "parquet",
+    """Read a Parquet file in the flat layout (see ``read_jsonl``); nulls are missing values.
 
-
-def read_parquet(
-    path: str | Path,
-    *,
-    targets: Sequence[str],
-    x_columns: Sequence[str] | None = None,
-    x_column: str | None = None,
-    id_column: str = "id",
-    split_column: str = "split",
-    split: str | None = None,
-    limit: int | None = None,
-    allow_unlabeled: bool = False,
-) -> list[Example]:
-    """Read a Parquet file in the flat layout (see ``read_jsonl``); nulls are missing values."""
-    return _read_flat(
-        path,
-        "parquet",
-        targets=targets,
-        x_columns=x_columns,
-        x_column=x_column,
-        id_column=id_column,
-        split_column=split_column,
-        split=split,
-        limit=limit,
-        allow_unlabeled=allow_unlabeled,
-    )
+    ``id_column`` / ``split_column`` name the id and split columns.
+    """,
+)
 
 
 def read_examples(
@@ -337,7 +256,7 @@ def read_examples(
     reader = read_csv if kind == "csv" else read_parquet
     return reader(
         path,
-        targets=targets,  # type: ignore[arg-type]  # None is reported by the reader
+        targets=targets,  # None is reported by the reader
         x_columns=x_columns,
         x_column=x_column,
         split=split,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -166,6 +167,23 @@ def eval_loss(
     return total / max(weight, 1.0)
 
 
+@dataclass
+class _Best:
+    """The best validation score so far, its epoch and weights, and evaluations since."""
+
+    score: float = -math.inf
+    epoch: int = -1
+    state: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0
+
+    def update(self, score: float, epoch: int, model: RegressionTransformer) -> None:
+        if score > self.score:
+            self.score, self.epoch, self.bad_evals = score, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+
+
 def train(
     model: RegressionTransformer,
     src: Sequence[Sequence[int]],
@@ -188,24 +206,14 @@ def train(
     lengths = [len(s) for s in src]
     steps_per_epoch = math.ceil(len(src) / cfg.batch_size)
     total = cfg.max_steps or steps_per_epoch * cfg.max_epochs
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = _optimizer(model, cfg)
     metrics_file = None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         metrics_file = (run_dir / "metrics.jsonl").open("a")
 
-    best_score, best_epoch, best_state = -math.inf, -1, None
-    bad_evals, step, epoch = 0, 0, 0
+    best = _Best()
+    step, epoch = 0, 0
     cooldown: Cooldown | None = None
     floor = cfg.lr * cfg.min_lr_frac
     result = TrainResult(-1, math.nan, 0, 0, 0.0)
@@ -222,31 +230,23 @@ def train(
                     if cooldown
                     else lr_at(step, total, cfg, time.perf_counter() - start)
                 )
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                loss = grammar_loss(
-                    model, make_batch(idx, src, targets, pad_id), grammar, cfg.label_smoothing
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
+                loss = _step(model, opt, make_batch(idx, src, targets, pad_id), grammar, cfg, lr)
                 step += 1
-                ep_loss += float(loss.detach()) * len(idx)
+                ep_loss += loss * len(idx)
                 ep_n += len(idx)
                 if progress:
                     rate = ep_n / max(time.perf_counter() - ep_start, 1e-9)
                     progress.update(task, advance=1, loss=ep_loss / ep_n, ex_s=rate)
                 if step >= total or _out_of_time(start, cfg) or (cooldown and cooldown.done(step)):
                     break
+            now = time.perf_counter()
             row: dict = {
                 "epoch": epoch,
                 "step": step,
                 "train_loss": ep_loss / max(ep_n, 1),
                 "lr": opt.param_groups[0]["lr"],
-                "examples_per_s": ep_n / max(time.perf_counter() - ep_start, 1e-9),
-                "elapsed_s": time.perf_counter() - start,
+                "examples_per_s": ep_n / max(now - ep_start, 1e-9),
+                "elapsed_s": now - start,
             }
             done = (
                 step >= total or _out_of_time(start, cfg) or bool(cooldown and cooldown.done(step))
@@ -254,35 +254,16 @@ def train(
             if cooldown:
                 row["cooldown"] = True
             if valid is not None and (epoch % cfg.eval_every == 0 or done):
-                row["valid_loss"] = eval_loss(model, valid[0], valid[1], grammar, pad_id)
-                if cfg.select == "spearman":
-                    if score_fn is None:
-                        raise ValueError(
-                            "select='spearman' needs a score function (validation data)"
-                        )
-                    row["valid_spearman"] = score = score_fn()
-                else:
-                    score = -row["valid_loss"]
-                if score > best_score:
-                    best_score, best_epoch, bad_evals = score, epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    bad_evals += 1
+                score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
+                best.update(score, epoch, model)
             result.history.append(row)
-            if metrics_file:
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-            if log and not progress:
-                log(json.dumps(row))
+            _record(row, metrics_file, None if progress else log)
             if done:
-                if cooldown and cooldown.done(step):
-                    result.stopped = "early_stopping"
-                elif step < total:
-                    result.stopped = "time_budget"
-                else:
-                    result.stopped = "max_steps" if cfg.max_steps else "max_epochs"
+                result.stopped = _stop_reason(
+                    bool(cooldown and cooldown.done(step)), step, total, cfg
+                )
                 break
-            if bad_evals >= cfg.patience and cooldown is None:
+            if best.bad_evals >= cfg.patience and cooldown is None:
                 if cfg.cooldown_frac == 0:
                     result.stopped = "early_stopping"
                     break
@@ -293,12 +274,83 @@ def train(
             progress.stop()
         if metrics_file:
             metrics_file.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best.state is not None:
+        model.load_state_dict(best.state)
     model.eval()
-    result.best_epoch, result.best_score = best_epoch, best_score
+    result.best_epoch, result.best_score = best.epoch, best.score
     result.epochs, result.steps, result.seconds = epoch, step, time.perf_counter() - start
     return result
+
+
+def _step(
+    model: RegressionTransformer,
+    opt: torch.optim.Optimizer,
+    batch: Batch,
+    grammar: GrammarTable,
+    cfg: TrainConfig,
+    lr: float,
+) -> float:
+    """One optimiser step at learning rate ``lr``; returns the batch loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = grammar_loss(model, batch, grammar, cfg.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def _record(row: dict, metrics_file: IO[str] | None, log: Callable[[str], None] | None) -> None:
+    """One epoch's row to metrics.jsonl (flushed: a crash keeps every finished epoch) and log."""
+    if metrics_file:
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+    if log:
+        log(json.dumps(row))
+
+
+def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on embeddings, norms or biases)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+
+
+def _validate(
+    row: dict,
+    model: RegressionTransformer,
+    valid: tuple[Sequence[Sequence[int]], EncodedTargets],
+    grammar: GrammarTable,
+    pad_id: int,
+    cfg: TrainConfig,
+    score_fn: Callable[[], float] | None,
+) -> float:
+    """Validation loss (and Spearman) into ``row``; returns the score to select on (higher wins)."""
+    row["valid_loss"] = eval_loss(model, valid[0], valid[1], grammar, pad_id)
+    if cfg.select != "spearman":
+        return -row["valid_loss"]
+    if score_fn is None:
+        raise ValueError("select='spearman' needs a score function (validation data)")
+    row["valid_spearman"] = score = score_fn()
+    return score
+
+
+def _stop_reason(cooled_down: bool, step: int, total: int, cfg: TrainConfig) -> str:
+    if cooled_down:
+        return "early_stopping"
+    if step < total:
+        return "time_budget"
+    return "max_steps" if cfg.max_steps else "max_epochs"
 
 
 def _out_of_time(start: float, cfg: TrainConfig) -> bool:

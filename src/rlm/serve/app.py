@@ -141,23 +141,12 @@ def create_app(
     config = config or ServeConfig()
     if not models:
         raise ValueError("no models to serve: pass at least one {name: RegressionLM}")
-    served: dict[str, Served] = {}
-    for name, model in models.items():
-        _, codec, _ = model._check_fitted()
-        unit_map = dict((units or {}).get(name, {}))
-        unknown = sorted(set(unit_map) - set(codec.names))
-        if unknown:
-            raise ValueError(f"units for {unknown}: model {name!r} has targets {codec.names}")
-        batcher = MicroBatcher(
-            partial(sample_jobs, model),
-            max_batch=config.max_batch,
-            max_wait_s=config.batch_wait_ms / 1000.0,
-            max_queue=config.max_queue,
+    served = {
+        name: _serve(
+            name, model, config, (units or {}).get(name, {}), (directories or {}).get(name)
         )
-        d = (directories or {}).get(name)
-        served[name] = Served(name, model, batcher, unit_map, Path(d) if d else None)
-    default = next(iter(served))
-    page = playground_html()
+        for name, model in models.items()
+    }
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -182,11 +171,22 @@ def create_app(
             status_code=422,
         )
 
-    def pick(name: str | None) -> Served:
-        key = name or default
-        if key not in served:
-            raise HTTPException(404, f"no model named {key!r}; served models: {list(served)}")
-        return served[key]
+    _info_routes(app, served, config)
+    _predict_route(app, served, config)
+    return app
+
+
+def _pick(served: Mapping[str, Served], name: str | None) -> Served:
+    """The model a request names; the first served model by default."""
+    key = name or next(iter(served))
+    if key not in served:
+        raise HTTPException(404, f"no model named {key!r}; served models: {list(served)}")
+    return served[key]
+
+
+def _info_routes(app: FastAPI, served: Mapping[str, Served], config: ServeConfig) -> None:
+    """GET /, /health, /models and /model."""
+    page, default = playground_html(), next(iter(served))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -220,7 +220,11 @@ def create_app(
         name: str | None = Query(None, description="A served model; default: the first."),
     ) -> dict[str, Any]:
         """Configuration, targets, units, training summary and limits of one model."""
-        return model_card(pick(name), config)
+        return model_card(_pick(served, name), config)
+
+
+def _predict_route(app: FastAPI, served: Mapping[str, Served], config: ServeConfig) -> None:
+    """POST /predict: every limit is checked before the request joins a batch."""
 
     @app.post(
         "/predict",
@@ -234,35 +238,10 @@ def create_app(
     async def predict(req: PredictRequest) -> JSONResponse:
         """Predicted distribution per input and objective (median, interval, quantiles)."""
         start = time.perf_counter()
-        s = pick(req.model)
+        s = _pick(served, req.model)
         inputs = req.inputs if isinstance(req.inputs, list) else [req.inputs]
-        if len(inputs) > config.max_inputs:
-            raise HTTPException(
-                413, f"{len(inputs)} inputs: at most max_inputs={config.max_inputs} per request"
-            )
-        samples = config.default_samples if req.samples is None else req.samples
-        if not 1 <= samples <= config.max_samples:
-            raise HTTPException(422, f"samples={samples}: use 1..{config.max_samples}")
-        if not 0.0 < req.level < 1.0 or not math.isfinite(req.level):
-            raise HTTPException(422, f"level={req.level}: must be in (0, 1), e.g. 0.8")
-        if len(req.quantiles) > config.max_quantiles:
-            raise HTTPException(
-                422, f"{len(req.quantiles)} quantiles: at most {config.max_quantiles}"
-            )
-        bad = [q for q in req.quantiles if not 0.0 <= q <= 1.0]
-        if bad:
-            raise HTTPException(422, f"quantiles {bad}: each must be in [0, 1]")
-        try:
-            texts = s.model.texts(inputs)
-        except (ValueError, TypeError) as e:
-            raise HTTPException(422, f"cannot read an input: {e}") from e
-        for i, t in enumerate(texts):
-            if len(t) > config.max_input_chars:
-                raise HTTPException(
-                    413,
-                    f"input {i} is {len(t):,} characters once serialised: at most "
-                    f"max_input_chars={config.max_input_chars:,}",
-                )
+        samples = _checked_request(req, len(inputs), config)
+        texts = _checked_texts(s.model, inputs, config)
         try:
             draws = await s.batcher.submit(texts, samples, req.seed)
         except QueueFull as e:
@@ -292,7 +271,61 @@ def create_app(
         }
         return JSONResponse(body)
 
-    return app
+
+def _checked_request(req: PredictRequest, n_inputs: int, config: ServeConfig) -> int:
+    """The request's sample count, once its counts and levels are within the limits."""
+    if n_inputs > config.max_inputs:
+        raise HTTPException(
+            413, f"{n_inputs} inputs: at most max_inputs={config.max_inputs} per request"
+        )
+    samples = config.default_samples if req.samples is None else req.samples
+    if not 1 <= samples <= config.max_samples:
+        raise HTTPException(422, f"samples={samples}: use 1..{config.max_samples}")
+    if not 0.0 < req.level < 1.0 or not math.isfinite(req.level):
+        raise HTTPException(422, f"level={req.level}: must be in (0, 1), e.g. 0.8")
+    if len(req.quantiles) > config.max_quantiles:
+        raise HTTPException(422, f"{len(req.quantiles)} quantiles: at most {config.max_quantiles}")
+    bad = [q for q in req.quantiles if not 0.0 <= q <= 1.0]
+    if bad:
+        raise HTTPException(422, f"quantiles {bad}: each must be in [0, 1]")
+    return samples
+
+
+def _checked_texts(model: RegressionLM, inputs: list[Any], config: ServeConfig) -> list[str]:
+    """The inputs as the model reads them, each within max_input_chars."""
+    try:
+        texts = model.texts(inputs)
+    except (ValueError, TypeError) as e:
+        raise HTTPException(422, f"cannot read an input: {e}") from e
+    for i, t in enumerate(texts):
+        if len(t) > config.max_input_chars:
+            raise HTTPException(
+                413,
+                f"input {i} is {len(t):,} characters once serialised: at most "
+                f"max_input_chars={config.max_input_chars:,}",
+            )
+    return texts
+
+
+def _serve(
+    name: str,
+    model: RegressionLM,
+    config: ServeConfig,
+    units: Mapping[str, str],
+    directory: str | Path | None,
+) -> Served:
+    """One model with its own micro-batcher; units must name its targets."""
+    _, codec, _ = model._check_fitted()
+    unknown = sorted(set(units) - set(codec.names))
+    if unknown:
+        raise ValueError(f"units for {unknown}: model {name!r} has targets {codec.names}")
+    batcher = MicroBatcher(
+        partial(sample_jobs, model),
+        max_batch=config.max_batch,
+        max_wait_s=config.batch_wait_ms / 1000.0,
+        max_queue=config.max_queue,
+    )
+    return Served(name, model, batcher, dict(units), Path(directory) if directory else None)
 
 
 def _safe_json(errors: Any) -> str:
