@@ -42,19 +42,27 @@ def _forwarder(old: str, targets: Sequence[str]) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        for target in targets:
-            module = importlib.import_module(target)
-            if hasattr(module, name):
-                warnings.warn(
-                    f"{old}.{name} moved to {target}.{name}; import it from there "
-                    f"({old} is removed in rlm 0.3)",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-                return getattr(module, name)
-        raise AttributeError(f"module {old!r} has no attribute {name!r} (it moved to {targets[0]})")
+        # the module that defines the name wins over one that merely imports it
+        homes = [t for t in targets if hasattr(importlib.import_module(t), name)]
+        defining = [t for t in homes if getattr(_get(t, name), "__module__", None) == t]
+        if not homes:
+            raise AttributeError(
+                f"module {old!r} has no attribute {name!r} (it moved to {targets[0]})"
+            )
+        target = (defining or homes)[0]
+        warnings.warn(
+            f"{old}.{name} moved to {target}.{name}; import it from there "
+            f"({old} is removed in rlm 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _get(target, name)
 
     return __getattr__
+
+
+def _get(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
 
 
 class _Loader(importlib.abc.Loader):

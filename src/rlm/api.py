@@ -1,10 +1,10 @@
 """``RegressionLM``: the one class a user needs. fit / predict / sample / predict_interval /
 evaluate / save / load, in the scikit-learn spirit.
 
-Pipeline: input (string or JSON-like mapping) -> ``text.serialize`` -> ``vocab`` ids -> encoder;
-targets -> ``targets.TargetCodec`` -> number tokens -> decoder. Everything that shapes that
-pipeline (configs, tokenizer, target codec) is saved beside the weights, so ``load`` rebuilds the
-exact same predictor.
+Pipeline: input (string or JSON-like mapping) -> ``inputs.text.serialize`` -> ``inputs.vocab``
+ids -> encoder; targets -> ``numbers.targets.TargetCodec`` -> number tokens -> decoder.
+Everything that shapes that pipeline (configs, tokenizer, target codec) is saved beside the
+weights, so ``load`` rebuilds the exact same predictor.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ from .app import app
 
 __all__ = ["app", "main"]
 
+# `rlm --help` lists the commands in the order a user meets them, not in import order
+ORDER = ("train", "predict", "eval", "demo", "info", "serve")
+app.registered_commands.sort(key=lambda c: ORDER.index(c.name or c.callback.__name__))
+
 
 def main() -> None:
     """Entry point of the ``rlm`` script."""

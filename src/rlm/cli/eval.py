@@ -27,7 +27,7 @@ Split = Annotated[
         "else every row; 'all' scores every row."
     ),
 ]
-Level = Annotated[
+CoverageLevel = Annotated[
     float, typer.Option(help="Central interval level for coverage and width, in (0, 1).")
 ]
 Limit = Annotated[int | None, typer.Option(min=1, help="Score the first N rows only.")]
@@ -49,7 +49,7 @@ def evaluate(
     data: LabeledData,
     split: Split = None,
     samples: Samples = 64,
-    level: Level = 0.8,
+    level: CoverageLevel = 0.8,
     seed: SamplingSeed = 0,
     limit: Limit = None,
     report: Report = None,

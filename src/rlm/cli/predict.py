@@ -57,7 +57,7 @@ Output = Annotated[
         "Without it, a table is printed.",
     ),
 ]
-Level = Annotated[
+IntervalLevel = Annotated[
     float, typer.Option(help="Central interval level of the _lo / _hi columns, in (0, 1).")
 ]
 ChunkSize = Annotated[int, typer.Option(min=1, help="Rows read, predicted and written at a time.")]
@@ -74,14 +74,14 @@ def predict(
     inputs: Inputs = None,
     file: InputFile = None,
     output: Output = None,
+    samples: Samples = 64,
+    level: IntervalLevel = 0.8,
+    seed: SamplingSeed = 0,
+    chunk_size: ChunkSize = 1024,
     text: AsText = False,
     x_key: SavedXKey = None,
     x_columns: SavedXColumns = None,
     x_column: SavedXColumn = None,
-    samples: Samples = 64,
-    level: Level = 0.8,
-    seed: SamplingSeed = 0,
-    chunk_size: ChunkSize = 1024,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():

@@ -146,7 +146,7 @@ class RegressionTransformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig, in_vocab: int, out_vocab: int, out_len: int) -> None:
         super().__init__()
-        tune_allocator()  # see rlm.runtime: large per-step temporaries are reused, not re-faulted
+        tune_allocator()  # see rlm.nn.runtime: large per-step temporaries are reused, not re-faulted
         self.cfg, self.out_vocab, self.out_len, self.bos = cfg, out_vocab, out_len, out_vocab
         self.tok_emb = nn.Embedding(in_vocab, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.max_input_len, cfg.d_model)
