@@ -168,6 +168,28 @@ def eval_loss(
 
 
 @dataclass
+class _Schedule:
+    """The learning rate at a step (warm-up + cosine by step and clock, or the cooldown's linear
+    anneal once patience ran out) and whether training is over."""
+
+    cfg: TrainConfig
+    total: int
+    start: float
+    cooldown: Cooldown | None = None
+
+    def lr(self, step: int) -> float:
+        if self.cooldown:
+            return self.cooldown.lr(step, self.cfg.lr * self.cfg.min_lr_frac)
+        return lr_at(step, self.total, self.cfg, time.perf_counter() - self.start)
+
+    def cooled(self, step: int) -> bool:
+        return bool(self.cooldown and self.cooldown.done(step))
+
+    def over(self, step: int) -> bool:
+        return step >= self.total or _out_of_time(self.start, self.cfg) or self.cooled(step)
+
+
+@dataclass
 class _Best:
     """The best validation score so far, its epoch and weights, and evaluations since."""
 
@@ -214,10 +236,9 @@ def train(
 
     best = _Best()
     step, epoch = 0, 0
-    cooldown: Cooldown | None = None
-    floor = cfg.lr * cfg.min_lr_frac
     result = TrainResult(-1, math.nan, 0, 0, 0.0)
     start = time.perf_counter()
+    sched = _Schedule(cfg, total, start)
     progress = _progress(cfg.progress, total)
     task = progress.add_task("training", total=total, loss=math.nan, ex_s=0.0) if progress else None
     try:
@@ -225,19 +246,15 @@ def train(
             model.train()
             ep_loss, ep_n, ep_start = 0.0, 0, time.perf_counter()
             for idx in length_batches(lengths, cfg.batch_size, rng):
-                lr = (
-                    cooldown.lr(step, floor)
-                    if cooldown
-                    else lr_at(step, total, cfg, time.perf_counter() - start)
-                )
-                loss = _step(model, opt, make_batch(idx, src, targets, pad_id), grammar, cfg, lr)
+                batch = make_batch(idx, src, targets, pad_id)
+                loss = _step(model, opt, batch, grammar, cfg, sched.lr(step))
                 step += 1
                 ep_loss += loss * len(idx)
                 ep_n += len(idx)
                 if progress:
                     rate = ep_n / max(time.perf_counter() - ep_start, 1e-9)
                     progress.update(task, advance=1, loss=ep_loss / ep_n, ex_s=rate)
-                if step >= total or _out_of_time(start, cfg) or (cooldown and cooldown.done(step)):
+                if sched.over(step):
                     break
             now = time.perf_counter()
             row: dict = {
@@ -248,10 +265,8 @@ def train(
                 "examples_per_s": ep_n / max(now - ep_start, 1e-9),
                 "elapsed_s": now - start,
             }
-            done = (
-                step >= total or _out_of_time(start, cfg) or bool(cooldown and cooldown.done(step))
-            )
-            if cooldown:
+            done = sched.over(step)
+            if sched.cooldown:
                 row["cooldown"] = True
             if valid is not None and (epoch % cfg.eval_every == 0 or done):
                 score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
@@ -259,16 +274,14 @@ def train(
             result.history.append(row)
             _record(row, metrics_file, None if progress else log)
             if done:
-                result.stopped = _stop_reason(
-                    bool(cooldown and cooldown.done(step)), step, total, cfg
-                )
+                result.stopped = _stop_reason(sched.cooled(step), step, total, cfg)
                 break
-            if best.bad_evals >= cfg.patience and cooldown is None:
+            if best.bad_evals >= cfg.patience and sched.cooldown is None:
                 if cfg.cooldown_frac == 0:
                     result.stopped = "early_stopping"
                     break
                 length = max(steps_per_epoch, int(cfg.cooldown_frac * step))
-                cooldown = Cooldown(start=step, steps=length, lr0=opt.param_groups[0]["lr"])
+                sched.cooldown = Cooldown(start=step, steps=length, lr0=opt.param_groups[0]["lr"])
     finally:
         if progress:
             progress.stop()
