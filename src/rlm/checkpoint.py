@@ -52,8 +52,15 @@ def safetensors_params(path: Path) -> int:
     return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of ``metrics.jsonl``; none when the file is absent."""
+def read_history(directory: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of the checkpoint's ``metrics.jsonl``; none when it is absent."""
+    path = directory / HISTORY_FILE
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def best_valid_loss(history: list[dict[str, Any]]) -> float | None:
+    """The lowest validation loss logged, or None when no epoch was validated."""
+    losses = [r["valid_loss"] for r in history if "valid_loss" in r]
+    return min(losses) if losses else None

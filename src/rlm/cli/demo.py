@@ -91,14 +91,15 @@ def _run_demo(out_dir: Path, plan: DemoPlan, budget: float | None, progress: boo
     result = model.result
     assert result is not None
     pred = model.distribution(test_rows, samples=plan.samples, level=0.8, seed=0)
-    spearman = _print_scores(model, plan, pred, train_rows, test_rows)
+    true = np.array([e.y[DEMO_TARGET] for e in test_rows])
+    spearman = _print_scores(model, plan, pred, train_rows, true)
     best = result.best_epoch if result.best_epoch >= 1 else None
     out.print(
         f"trained {result.epochs} epoch{'s' if result.epochs != 1 else ''} in "
         f"{result.seconds:.0f} s (best epoch {fmt(best, 'int')}, stopped by {result.stopped})"
     )
     scatter = plots.scatter(
-        np.array([e.y[DEMO_TARGET] for e in test_rows]),
+        true,
         pred.point[:, 0],
         out_dir / "scatter.png",
         f"NAS-Bench-201 CIFAR-10 accuracy, test (Spearman {fmt(spearman, 'corr')})",
@@ -158,12 +159,11 @@ def _print_scores(
     plan: DemoPlan,
     pred: Predictions,
     train_rows: list[Example],
-    test_rows: list[Example],
+    true: np.ndarray,
 ) -> float | None:
     """The test metrics beside a predict-the-mean baseline; returns the model's Spearman."""
     from ..predict.metrics import regression_metrics
 
-    true = np.array([e.y[DEMO_TARGET] for e in test_rows])
     ours = regression_metrics(
         true, pred.point[:, 0], lower=pred.lower[:, 0], upper=pred.upper[:, 0]
     )
@@ -178,7 +178,7 @@ def _print_scores(
     assert model.net is not None
     params = model.net.num_params()
     table = Table(
-        title=f"test split, {len(test_rows)} unseen cells ({plan.samples} samples per input)",
+        title=f"test split, {len(true)} unseen cells ({plan.samples} samples per input)",
         title_justify="left",
     )
     table.add_column("metric")

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import check_checkpoint
 from ..io import Example, Layout, file_kind, iter_rows, read_examples, target_names
@@ -30,6 +30,12 @@ def columns_option(values: Sequence[str] | None) -> tuple[str, ...] | None:
     return cols or None
 
 
+def read_layout_meta(directory: Path) -> dict[str, Any] | None:
+    """What ``rlm train`` saved in ``DIR/cli.json`` (layout, data, row counts), if it did."""
+    path = directory / LAYOUT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def saved_layout(
     directory: Path | None,
     x_key: str | None,
@@ -37,9 +43,8 @@ def saved_layout(
     x_column: str | None,
 ) -> Layout:
     """Options given on this command line win over the layout saved by ``rlm train``."""
-    saved = Layout()
-    if directory is not None and (directory / LAYOUT_FILE).is_file():
-        saved = Layout.from_dict(json.loads((directory / LAYOUT_FILE).read_text())["layout"])
+    meta = None if directory is None else read_layout_meta(directory)
+    saved = Layout() if meta is None else Layout.from_dict(meta["layout"])
     cols = columns_option(x_columns)
     if cols is not None or x_column is not None:  # a new flat choice replaces the saved one
         return Layout(x_key or saved.x_key, cols, x_column)

@@ -9,9 +9,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..checkpoint import HISTORY_FILE, check_checkpoint, read_history, read_meta, safetensors_params
+from ..checkpoint import (
+    best_valid_loss,
+    check_checkpoint,
+    read_history,
+    read_meta,
+    safetensors_params,
+)
 from .app import app, out, user_errors
-from .files import LAYOUT_FILE
+from .files import read_layout_meta
 from .format import fmt, kv_table
 from .options import CheckpointDir
 
@@ -31,12 +37,8 @@ def info(
         meta = read_meta(directory)
         tok = InputTokenizer.load(directory / "tokenizer.json")
         params = safetensors_params(directory / "model.safetensors")
-        history = read_history(directory / HISTORY_FILE)
-        layout = (
-            json.loads((directory / LAYOUT_FILE).read_text())
-            if (directory / LAYOUT_FILE).is_file()
-            else None
-        )
+        history = read_history(directory)
+        layout = read_layout_meta(directory)
         summary = {
             "checkpoint": str(directory),
             "rlm_version": meta.get("rlm_version"),
@@ -47,9 +49,9 @@ def info(
             # intervals are calibrated when train had validation rows (split-conformal)
             "calibrated_on_rows": (meta.get("calibration") or {}).get("rows"),
         }
-        losses = [r["valid_loss"] for r in history if "valid_loss" in r]
-        if losses:
-            summary["best_valid_loss"] = min(losses)
+        best = best_valid_loss(history)
+        if best is not None:
+            summary["best_valid_loss"] = best
         if as_json:
             full = {
                 "summary": summary,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..checkpoint import read_history
+from ..checkpoint import best_valid_loss, read_history
 from ..predict.calibration import IntervalCalibration, quantile_table
 
 if TYPE_CHECKING:
@@ -143,12 +143,11 @@ def model_card(served: Served, config: ServeConfig) -> dict[str, Any]:
         },
     }
     if served.directory is not None:
-        history = read_history(served.directory / "metrics.jsonl")
-        losses = [r["valid_loss"] for r in history if "valid_loss" in r]
+        history = read_history(served.directory)
         card["checkpoint"] = str(served.directory)
         card["history"] = {
             "epochs_logged": len(history),
-            "best_valid_loss": min(losses) if losses else None,
+            "best_valid_loss": best_valid_loss(history),
             "last": history[-1] if history else None,
         }
     return card
