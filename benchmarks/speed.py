@@ -35,6 +35,7 @@ from rich.table import Table
 from rlm.nn.config import ModelConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
 from rlm.nn.model import RegressionTransformer
+from rlm.nn.source import Source
 from rlm.nn.training import Batch, grammar_loss
 from rlm.numbers import NumberConfig
 from rlm.numbers.targets import TargetCodec
@@ -86,8 +87,7 @@ def bench_training(name: str, t: int, peak: float, seconds: float) -> dict:
     b = max(4, 8192 // t)  # ~8k input tokens per step
     tg = codec.encode([{"y": 12.5}] * b)
     batch = Batch(
-        torch.randint(5, IN_VOCAB, (b, t)),
-        torch.zeros(b, t, dtype=torch.bool),
+        Source(torch.randint(5, IN_VOCAB, (b, t)), torch.zeros(b, t, dtype=torch.bool)),
         torch.as_tensor(tg.ids),
         torch.as_tensor(tg.weight),
         torch.as_tensor(tg.states, dtype=torch.int64),
@@ -132,17 +132,18 @@ def bench_sampling(
     enc, mem, dec = forward_macs(net.cfg, t, codec.length, len(codec.tokens))
     rows = []
     for b in batches:
-        src, pad = torch.randint(5, IN_VOCAB, (b, t)), torch.zeros(b, t, dtype=torch.bool)
+        src = Source(torch.randint(5, IN_VOCAB, (b, t)), torch.zeros(b, t, dtype=torch.bool))
+        first = Source(src.ids[:1], src.pad[:1])
         for s in samples:
             cfg = DecodeConfig(greedy=s == 1)
-            decode(net, src[:1], pad[:1], grammar, s, cfg)  # warm-up
+            decode(net, first, grammar, s, cfg)  # warm-up
             times = []
             budget = time.perf_counter()
             while len(times) < 3 or (
                 b == 1 and len(times) < 20 and time.perf_counter() - budget < 5
             ):
                 t0 = time.perf_counter()
-                decode(net, src, pad, grammar, s, cfg, torch.Generator().manual_seed(0))
+                decode(net, src, grammar, s, cfg, torch.Generator().manual_seed(0))
                 times.append(time.perf_counter() - t0)
                 if b * s >= 4096:  # big configurations: one timed run is enough
                     break

@@ -26,13 +26,13 @@ class FakeModel:
 
     def __call__(self, jobs: Sequence[Job]) -> list[np.ndarray]:
         self.threads.add(threading.current_thread().name)
-        self.batches.append([len(j.texts) for j in jobs])
-        self.seen += [t for j in jobs for t in j.texts]
+        self.batches.append([len(j.inputs) for j in jobs])
+        self.seen += [t for j in jobs for t in j.inputs]
         if self.delay:
             time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("model exploded")
-        return [np.array([[[len(t)]] * j.samples for t in j.texts], dtype=float) for j in jobs]
+        return [np.array([[[len(t)]] * j.samples for t in j.inputs], dtype=float) for j in jobs]
 
 
 def run(coro):

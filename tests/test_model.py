@@ -12,7 +12,8 @@ from rlm import RegressionLM
 from rlm.nn.config import ModelConfig, TrainConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
 from rlm.nn.model import RegressionTransformer
-from rlm.nn.training import grammar_loss, make_batch, pad_inputs
+from rlm.nn.source import collate
+from rlm.nn.training import grammar_loss, make_batch
 from rlm.numbers import NumberConfig
 from rlm.numbers.targets import TargetCodec
 
@@ -40,14 +41,14 @@ def test_random_weights_always_decode_valid_numbers(config: NumberConfig) -> Non
     net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
     with torch.no_grad():  # large random head weights make the raw distribution wild
         net.head.weight.normal_(0, 5.0)
-    src, pad = pad_inputs([[2, 7, 9, 3], [2, 11, 3], [2, 3]], 0)
+    src = collate([[2, 7, 9, 3], [2, 11, 3], [2, 3]], 0)
     for cfg in (
         DecodeConfig(),
         DecodeConfig(greedy=True),
         DecodeConfig(temperature=3.0, top_p=0.9),
     ):
         ids = decode(
-            net, src, pad, GrammarTable(codec.grammar), 32, cfg, torch.Generator().manual_seed(1)
+            net, src, GrammarTable(codec.grammar), 32, cfg, torch.Generator().manual_seed(1)
         )
         assert ids.shape == (3, 32, codec.length)
         for row in ids.reshape(-1, codec.length).numpy():
@@ -62,13 +63,13 @@ def test_incremental_decoding_matches_teacher_forcing() -> None:
     codec = _codec(NumberConfig())
     torch.manual_seed(0)
     net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
-    src, pad = pad_inputs([[2, 7, 9, 3], [2, 11, 3]], 0)
+    src = collate([[2, 7, 9, 3], [2, 11, 3]], 0)
     tgt = torch.as_tensor(codec.encode([{"t0": 1.5, "t1": -2.0}, {"t0": 30.0, "t1": 0.01}]).ids)
     samples = 3
     with torch.no_grad():
         tgt_in = torch.cat([torch.full((2, 1), net.bos), tgt[:, :-1]], 1)
-        full = net(src, pad, tgt_in)  # (B, L, V)
-        kv, mask = net.cross_kv(net.encode(src, pad)), net.attn_mask(pad)
+        full = net(src, tgt_in)  # (B, L, V)
+        kv, mask = net.cross_kv(net.encode(src)), net.attn_mask(src.pad)
         cache = net.new_cache(2 * samples)
         for pos in range(codec.length):
             tok = tgt_in[:, pos].repeat_interleave(samples)
@@ -82,10 +83,10 @@ def test_padding_does_not_change_predictions() -> None:
     torch.manual_seed(0)
     net = RegressionTransformer(TINY, 50, len(codec.tokens), codec.length).eval()
     grammar = GrammarTable(codec.grammar)
-    alone = decode(net, *pad_inputs([[2, 5, 3]], 0), grammar, 1, DecodeConfig(greedy=True))
+    alone = decode(net, collate([[2, 5, 3]], 0), grammar, 1, DecodeConfig(greedy=True))
     padded = decode(
         net,
-        *pad_inputs([[2, 5, 3], [2, 5, 6, 7, 8, 9, 3]], 0),
+        collate([[2, 5, 3], [2, 5, 6, 7, 8, 9, 3]], 0),
         grammar,
         1,
         DecodeConfig(greedy=True),

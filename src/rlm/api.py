@@ -1,10 +1,11 @@
 """``RegressionLM``: the one class a user needs. fit / predict / sample / predict_interval /
 evaluate / save / load, in the scikit-learn spirit.
 
-Pipeline: input (string or JSON-like mapping) -> ``inputs.text.serialize`` -> ``inputs.vocab``
-ids -> encoder; targets -> ``numbers.targets.TargetCodec`` -> number tokens -> decoder.
-Everything that shapes that pipeline (configs, tokenizer, target codec) is saved beside the
-weights, so ``load`` rebuilds the exact same predictor.
+Pipeline: a mapping input (a config, a table row) -> ``inputs.fields`` positions (one per field,
+numbers read as values); a string input -> ``inputs.text.serialize`` -> ``inputs.vocab`` ids;
+either -> encoder. Targets -> ``numbers.targets.TargetCodec`` -> number tokens -> decoder.
+Everything that shapes that pipeline (configs, field encoder, tokenizer, target codec) is saved
+beside the weights, so ``load`` rebuilds the exact same predictor.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import numpy as np
 import torch
 
 from . import __version__
+from .inputs.fields import FieldConfig, FieldEncoder
 from .inputs.text import SerializerConfig, serialize
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
-from .nn.config import ModelConfig, TrainConfig, preset
+from .io.examples import as_examples, inputs_of
+from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, preset
 from .nn.decoding import DecodeConfig, GrammarTable, decode
 from .nn.model import RegressionTransformer
-from .nn.training import TrainResult, pad_inputs, train
+from .nn.source import Row, collate
+from .nn.training import TrainResult, train
 from .numbers import NumberConfig
 from .numbers.targets import TargetCodec
 from .predict.calibration import MIN_ROWS, IntervalCalibration, fit_calibration
@@ -35,40 +39,9 @@ from .predict.metrics import check_level
 from .predict.summary import Predictions, score
 
 Input = str | Mapping[str, Any]
+InputKind = Literal["auto", "text", "fields"]
 CHECKPOINT_FORMAT = 1
-
-
-def as_examples(
-    X: Sequence[Any], y: Any = None, names: Sequence[str] | None = None
-) -> list[Example]:
-    """Accept ``Example`` lists, or inputs plus targets as (n,), (n, K) arrays or dicts."""
-    if y is None:
-        if not all(isinstance(e, Example) for e in X):
-            raise ValueError("pass targets y, or a list of rlm.Example with targets")
-        return list(X)
-    if len(X) != len(y):
-        raise ValueError(f"{len(X)} inputs but {len(y)} targets: they must match one to one")
-    rows: list[Example] = []
-    for i, (x, t) in enumerate(zip(X, y, strict=True)):
-        if isinstance(t, Mapping):
-            rows.append(Example.make(x, t, id=str(i)))
-            continue
-        values = np.atleast_1d(np.asarray(t, dtype=float))
-        keys = (
-            list(names)
-            if names
-            else (["y"] if len(values) == 1 else [f"y{j}" for j in range(len(values))])
-        )
-        if len(keys) != len(values):
-            raise ValueError(f"row {i}: {len(values)} target values for targets {keys}")
-        rows.append(Example.make(x, dict(zip(keys, values.tolist(), strict=True)), id=str(i)))
-    return rows
-
-
-def _inputs(X: Sequence[Any] | Any) -> list[Input]:
-    if isinstance(X, (str, Mapping, Example)):
-        X = [X]
-    return [e.x if isinstance(e, Example) else e for e in X]
+PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
 
 class RegressionLM:
@@ -81,19 +54,35 @@ class RegressionLM:
     def __init__(
         self,
         *,
-        model: str | ModelConfig = "small",
+        model: str | ModelConfig = "auto",
         numbers: NumberConfig | None = None,
         vocab: VocabConfig | None = None,
         serializer: SerializerConfig | None = None,
         train: TrainConfig | None = None,
         targets: Sequence[str] | None = None,
+        inputs: InputKind = "auto",
+        fields: FieldConfig | None = None,
     ) -> None:
-        self.model_config = preset(model) if isinstance(model, str) else model
+        """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
+        inputs, ``small`` for text (its position table raised to ``vocab.max_length``).
+        ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
+        ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
+        (default) reads fields when every training input is a mapping, else text."""
+        if inputs not in ("auto", "text", "fields"):
+            raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
+        self._auto_model = model == "auto"
+        if isinstance(model, str):
+            self.model_config = preset(AUTO_PRESET["text"] if self._auto_model else model)
+        else:
+            self.model_config = model
         self.numbers = numbers or NumberConfig()
         self.vocab_config = vocab or VocabConfig()
         self.serializer = serializer or SerializerConfig()
         self.train_config = train or TrainConfig()
         self.targets = tuple(targets) if targets else None
+        self.inputs: InputKind = inputs
+        self.field_config = fields or FieldConfig()
+        self.fields: FieldEncoder | None = None  # fitted when the model reads fields
         self.tokenizer: InputTokenizer | None = None
         self.codec: TargetCodec | None = None
         self.net: RegressionTransformer | None = None
@@ -110,27 +99,73 @@ class RegressionLM:
         return self.tokenizer, self.codec, self.net
 
     def texts(self, X: Sequence[Any]) -> list[str]:
-        return [serialize(x, self.serializer) for x in _inputs(X)]
+        return [serialize(x, self.serializer) for x in inputs_of(X)]
 
-    def _encode_inputs(self, X: Sequence[Any]) -> list[list[int]]:
+    def encode_inputs(self, X: Sequence[Any]) -> list[Row]:
+        """The inputs as the encoder reads them: ``FieldRow``s or token id lists."""
         tok, _, _ = self._check_fitted()
-        return tok.encode_batch(self.texts(X))
+        if self.fields is None:
+            return tok.encode_batch(self.texts(X))
+        before = self.fields.unknown_keys.copy()
+        rows: list[Row] = list(self.fields.encode_batch(inputs_of(X)))
+        new = self.fields.unknown_keys - before
+        if new:
+            named = ", ".join(f"{k!r} ({n})" for k, n in new.most_common(5))
+            warnings.warn(
+                f"{new.total()} values of keys never seen in training, read through the shared "
+                f"<unknown> key: {named}{' ...' if len(new) > 5 else ''}",
+                stacklevel=3,
+            )
+        return rows
+
+    def _reads_fields(self, examples: Sequence[Example]) -> bool:
+        if self.inputs == "auto":
+            return all(isinstance(e.x, Mapping) for e in examples)
+        return self.inputs == "fields"
 
     def _build(self, examples: Sequence[Example]) -> None:
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
         rows = [e.y for e in examples]
         self.codec = TargetCodec.fit(rows, names, self.numbers)
-        self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
-        max_len = max(self.vocab_config.max_length, 1)
-        if max_len > self.model_config.max_input_len:
-            raise ValueError(
-                f"vocab max_length={max_len} exceeds the model's max_input_len="
-                f"{self.model_config.max_input_len}: lower one or raise the other"
-            )
+        self.fields = None
+        if self._auto_model:
+            kind = "fields" if self._reads_fields(examples) else "text"
+            length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
+            self.model_config = preset(AUTO_PRESET[kind], max_input_len=length)
+        if self._reads_fields(examples):
+            xs = [e.x for e in examples]
+            self.fields = FieldEncoder.fit(xs, self.field_config, self.vocab_config)  # type: ignore[arg-type]
+            self.tokenizer = self.fields.tokenizer
+        else:
+            self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
+            max_len = max(self.vocab_config.max_length, 1)
+            if max_len > self.model_config.max_input_len:
+                raise ValueError(
+                    f"vocab max_length={max_len} exceeds the model's max_input_len="
+                    f"{self.model_config.max_input_len}: lower one or raise the other"
+                )
         torch.manual_seed(self.train_config.seed)
-        self.net = RegressionTransformer(
-            self.model_config, self.tokenizer.vocab_size, len(self.codec.tokens), self.codec.length
+        self.net = self._network()
+
+    def _network(self) -> RegressionTransformer:
+        """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""
+        assert self.tokenizer is not None and self.codec is not None
+        if self.fields is None:
+            vocab, keys, features = self.tokenizer.vocab_size, 0, 0
+        else:
+            vocab, keys, features = (
+                self.fields.vocab_size,
+                self.fields.n_keys,
+                self.fields.n_features,
+            )
+        return RegressionTransformer(
+            self.model_config,
+            vocab,
+            len(self.codec.tokens),
+            self.codec.length,
+            n_keys=keys,
+            n_features=features,
         )
 
     # -- training -------------------------------------------------------------------------------
@@ -161,7 +196,7 @@ class RegressionLM:
         # (select="spearman") with a model whose objectives may differ from the calibration's
         self.calibration = None
         tok, codec, net = self._check_fitted()
-        src = tok.encode_batch(self.texts(train_ex))
+        src = self.encode_inputs(train_ex)
         tg = codec.encode([e.y for e in train_ex])
         if codec.clamped:  # the explicit opt-in still deserves a visible report
             warnings.warn(
@@ -171,7 +206,7 @@ class RegressionLM:
         grammar = GrammarTable(codec.grammar)
         valid_data, score_fn = None, None
         if valid_ex:
-            vsrc = tok.encode_batch(self.texts(valid_ex))
+            vsrc = self.encode_inputs(valid_ex)
             valid_data = (vsrc, codec.encode([e.y for e in valid_ex]))
 
             def score_fn() -> float:
@@ -253,7 +288,7 @@ class RegressionLM:
         if not 1 <= k <= len(codec.names):
             raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
         length = codec.spans[k - 1][1]
-        ids = self._encode_inputs(X)
+        ids = self.encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
         grammar = GrammarTable(codec.grammar)
         # uniforms in the caller's (B, n, L) order: an input's draws depend only on its position,
@@ -271,9 +306,9 @@ class RegressionLM:
         net.eval()
         for i in range(0, len(ids), bs):
             idx = order[i : i + bs]
-            src, pad = pad_inputs([ids[j] for j in idx], tok.pad_id)
+            src = collate([ids[j] for j in idx], tok.pad_id)
             rows_u = None if u is None else u[idx].reshape(-1, length)
-            toks = decode(net, src, pad, grammar, n, cfg, length=length, uniforms=rows_u)
+            toks = decode(net, src, grammar, n, cfg, length=length, uniforms=rows_u)
             out[idx] = codec.decode(toks.numpy(), objectives=k)
         return out
 
@@ -286,14 +321,12 @@ class RegressionLM:
         seed: int = 0,
     ) -> np.ndarray:
         """Point estimates (B, K): median (default) or mean of samples; samples=0 is greedy."""
+        if stat not in ("median", "mean"):  # before the (costly) sampling
+            raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
         if samples == 0:
             return self.sample(X, 1, greedy=True)[:, 0]
         draws = self.sample(X, samples, seed=seed)
-        if stat == "median":
-            return np.median(draws, axis=1)
-        if stat == "mean":
-            return draws.mean(axis=1)
-        raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
+        return np.median(draws, axis=1) if stat == "median" else draws.mean(axis=1)
 
     def distribution(
         self,
@@ -357,6 +390,10 @@ class RegressionLM:
             "serializer": self.serializer.to_dict(),
             "numbers": self.numbers.to_dict(),
             "targets": codec.to_dict(),
+            "inputs": {
+                "kind": "text" if self.fields is None else "fields",
+                "fields": None if self.fields is None else self.fields.to_dict(),
+            },
             "training": self.training_summary,
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
@@ -388,9 +425,12 @@ class RegressionLM:
         m.tokenizer = InputTokenizer.load(d / "tokenizer.json")
         m.vocab_config = m.tokenizer.config
         m.codec = codec
-        m.net = RegressionTransformer(
-            m.model_config, m.tokenizer.vocab_size, len(codec.tokens), codec.length
-        )
+        inputs = meta.get("inputs") or {"kind": "text", "fields": None}  # rlm 0.1: text only
+        if inputs["kind"] == "fields":
+            m.fields = FieldEncoder.from_dict(inputs["fields"], m.tokenizer)
+            m.field_config = m.fields.config
+        m.inputs = inputs["kind"]
+        m.net = m._network()
         m.net.load_state_dict(load_file(str(d / "model.safetensors")))
         m.net.eval()
         m.training_summary = meta.get("training")

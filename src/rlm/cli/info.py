@@ -39,11 +39,13 @@ def info(
         params = safetensors_params(directory / "model.safetensors")
         history = read_history(directory)
         layout = read_layout_meta(directory)
+        fields = _fields(meta, tok)
         summary = {
             "checkpoint": str(directory),
             "rlm_version": meta.get("rlm_version"),
             "params": params,
             "targets": meta["targets"]["names"],
+            "inputs": "text" if fields is None else "fields",
             "input_vocab_size": tok.vocab_size,
             "epochs_logged": len(history),
             # intervals are calibrated when train had validation rows (split-conformal)
@@ -57,6 +59,7 @@ def info(
                 "summary": summary,
                 "model": meta["model"],
                 "vocab": tok.config.to_dict(),
+                "fields": fields,
                 "numbers": meta["numbers"],
                 "targets": meta["targets"],
                 "serializer": meta["serializer"],
@@ -83,6 +86,9 @@ def info(
         ):
             tgt.add_row(name, num["scheme"], _digits(num), _range(num), fmt(fill))
         out.print(tgt)
+        if fields is not None:
+            out.print(kv_table("field encoding", {**fields["config"], "keys": fields["keys"]}))
+            out.print(kv_table("fields (how each key is read)", fields["fields"]))
         out.print(kv_table("input vocabulary", tok.config.to_dict()))
         out.print(kv_table("serializer", meta["serializer"]))
         out.print(kv_table("training config", meta["train"]))
@@ -91,6 +97,16 @@ def info(
             out.print(kv_table("training run", training))
         if layout:
             out.print(kv_table("data (rlm train)", layout))
+
+
+def _fields(meta: Mapping[str, Any], tok: Any) -> dict[str, Any] | None:
+    """The field encoder's description, or None for a text model (and every rlm 0.1 model)."""
+    inputs = meta.get("inputs") or {}
+    if inputs.get("kind") != "fields":
+        return None
+    from ..inputs.fields import FieldEncoder
+
+    return FieldEncoder.from_dict(inputs["fields"], tok).describe()
 
 
 def _digits(num: Mapping[str, Any]) -> str:

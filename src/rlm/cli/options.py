@@ -13,7 +13,9 @@ import typer
 
 
 class Preset(StrEnum):
+    auto = "auto"
     tiny = "tiny"
+    compact = "compact"
     small = "small"
     base = "base"
 
@@ -22,6 +24,12 @@ class Scheme(StrEnum):
     ieee = "ieee"
     p10 = "p10"
     normalized = "normalized"
+
+
+class InputsKind(StrEnum):
+    auto = "auto"
+    text = "text"
+    fields = "fields"
 
 
 class Select(StrEnum):

@@ -16,7 +16,7 @@ from ..predict.metrics import check_level
 from .app import app, err, out, user_errors
 from .files import columns_option, read_labeled, split_rows, splits_of, write_layout
 from .format import fmt, kv_table, metrics_table
-from .options import NoProgress, Preset, Scheme, Select
+from .options import InputsKind, NoProgress, Preset, Scheme, Select
 
 if TYPE_CHECKING:
     from ..api import RegressionLM
@@ -52,8 +52,9 @@ Targets = Annotated[
 PresetOption = Annotated[
     Preset,
     typer.Option(
-        help="Model size: tiny (seconds, for tests), small (~3M params, "
-        "the CPU workhorse) or base (~25M params)."
+        help="Model size: auto (compact for field inputs, small for text), tiny (seconds, "
+        "for tests), compact (~0.7M params, for configs), small (~3M params, the CPU workhorse "
+        "for text) or base (~25M params)."
     ),
 ]
 Epochs = Annotated[
@@ -126,6 +127,14 @@ Pattern = Annotated[
         r"'\[a-z_0-9]+~\d|\+' makes each NAS-Bench-201 edge one token.",
     ),
 ]
+InputsOption = Annotated[
+    InputsKind,
+    typer.Option(
+        help="How inputs are read: fields (one position per key of a mapping row, numbers read "
+        "as values), text (every input serialised to text), auto (fields when every row's "
+        "input is a mapping).",
+    ),
+]
 SelectOption = Annotated[
     Select,
     typer.Option(
@@ -160,7 +169,7 @@ def train(
     data: Data,
     out_dir: OutDir,
     target: Targets = None,
-    preset: PresetOption = Preset.small,
+    preset: PresetOption = Preset.auto,
     epochs: Epochs = 200,
     time_budget: TimeBudget = None,
     batch_size: BatchSize = 64,
@@ -178,6 +187,7 @@ def train(
     vocab_size: VocabSize = VocabConfig.vocab_size,
     max_length: MaxLength = VocabConfig.max_length,
     pattern: Pattern = None,
+    inputs: InputsOption = InputsKind.auto,
     select: SelectOption = Select.loss,
     samples: ValidSamples = 64,
     level: ValidLevel = 0.8,
@@ -223,10 +233,15 @@ def train(
         from ..api import RegressionLM
 
         model = RegressionLM(
-            model=model_cfg, numbers=numbers, vocab=vocab, train=train_cfg, targets=target or None
+            model=model_cfg,
+            numbers=numbers,
+            vocab=vocab,
+            train=train_cfg,
+            targets=target or None,
+            inputs=inputs.value,
         )
         err.print(
-            f"training a {preset.value} model on {len(train_rows):,} rows"
+            f"training a model (preset {preset.value}) on {len(train_rows):,} rows"
             + (f", validating on {len(valid_rows):,}" if valid_rows else "")
             + f" -> {out_dir}"
         )
@@ -238,8 +253,11 @@ def train(
             _print_validation(model, valid_rows, samples=samples, level=level, seed=seed)
 
 
-def _model_config(preset: Preset, max_length: int) -> ModelConfig:
-    """The preset, with its position table raised when inputs may be longer than it holds."""
+def _model_config(preset: Preset, max_length: int) -> ModelConfig | str:
+    """The preset, with its position table raised when inputs may be longer than it holds
+    ("auto" is resolved by the model once it sees whether the inputs are fields or text)."""
+    if preset is Preset.auto:
+        return preset.value
     model_cfg = PRESETS[preset.value]
     if max_length > model_cfg.max_input_len:
         model_cfg = make_preset(preset.value, max_input_len=max_length)

@@ -208,6 +208,11 @@ class InputTokenizer:
             raise ValueError(f"encode needs a str, got {type(text).__name__}: serialize x first")
         return self._frame(self._tok.encode(text, add_special_tokens=False).ids)
 
+    def pieces(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone: no ``<bos>``/``<eos>``, no truncation (the caller, e.g.
+        the field encoder reading a string value, bounds how many it keeps)."""
+        return self._tok.encode(text, add_special_tokens=False).ids if text else []
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """``encode`` for many texts at once, using the (parallel) Rust batch encoder."""
         texts = list(texts)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 def _target_value(v: Any, where: str, name: str) -> float | None:
     """Check one target value: None (missing) passes, finite real numbers become float."""
@@ -143,3 +145,37 @@ def target_names(examples: Iterable[Example]) -> list[str]:
     for ex in examples:
         names.update(dict.fromkeys(ex.y))
     return list(names)
+
+
+def as_examples(
+    X: Sequence[Any], y: Any = None, names: Sequence[str] | None = None
+) -> list[Example]:
+    """Accept ``Example`` lists, or inputs plus targets as (n,), (n, K) arrays or dicts."""
+    if y is None:
+        if not all(isinstance(e, Example) for e in X):
+            raise ValueError("pass targets y, or a list of rlm.Example with targets")
+        return list(X)
+    if len(X) != len(y):
+        raise ValueError(f"{len(X)} inputs but {len(y)} targets: they must match one to one")
+    rows: list[Example] = []
+    for i, (x, t) in enumerate(zip(X, y, strict=True)):
+        if isinstance(t, Mapping):
+            rows.append(Example.make(x, t, id=str(i)))
+            continue
+        values = np.atleast_1d(np.asarray(t, dtype=float))
+        keys = (
+            list(names)
+            if names
+            else (["y"] if len(values) == 1 else [f"y{j}" for j in range(len(values))])
+        )
+        if len(keys) != len(values):
+            raise ValueError(f"row {i}: {len(values)} target values for targets {keys}")
+        rows.append(Example.make(x, dict(zip(keys, values.tolist(), strict=True)), id=str(i)))
+    return rows
+
+
+def inputs_of(X: Sequence[Any] | Any) -> list[Any]:
+    """The inputs of ``X``: one input or a sequence of inputs or Examples -> a list of inputs."""
+    if isinstance(X, (str, Mapping, Example)):
+        X = [X]
+    return [e.x if isinstance(e, Example) else e for e in X]

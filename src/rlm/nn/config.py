@@ -57,7 +57,13 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         d_model=32, n_heads=2, enc_layers=1, dec_d_model=32, dec_heads=2, dec_layers=1, mlp_ratio=2
     ),
-    # ~3M parameters: the CPU workhorse
+    # ~0.7M parameters: the default for field inputs (a config is ~10-100 positions). Measured
+    # at 1,000 rows and 120 s on 2 CPU threads: x264 Spearman 0.925 where "small" reached 0.23
+    # (8x fewer epochs in the budget), 7z 0.994.
+    "compact": ModelConfig(
+        d_model=128, n_heads=4, enc_layers=2, dec_d_model=64, dec_heads=4, dec_layers=2
+    ),
+    # ~3M parameters: the CPU workhorse for text
     "small": ModelConfig(
         d_model=256, n_heads=4, enc_layers=4, dec_d_model=128, dec_heads=4, dec_layers=2
     ),
@@ -72,6 +78,9 @@ PRESETS: dict[str, ModelConfig] = {
         max_input_len=512,
     ),
 }
+
+
+AUTO_PRESET = {"fields": "compact", "text": "small"}  # what model="auto" picks, by input kind
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

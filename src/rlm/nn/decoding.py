@@ -15,6 +15,7 @@ import torch
 
 from ..numbers.grammar import Grammar
 from .model import RegressionTransformer
+from .source import Source
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def decode(
     model: RegressionTransformer,
-    src: torch.Tensor,
-    src_pad: torch.Tensor,
+    src: Source,
     grammar: GrammarTable,
     samples: int,
     config: DecodeConfig,
@@ -74,7 +74,7 @@ def decode(
     length: int | None = None,
     uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """src (B, T), src_pad (B, T) -> token ids (B, S, L) accepted by the grammar.
+    """src (B, T) positions -> token ids (B, S, L) accepted by the grammar.
 
     Sampling is by inverse CDF from uniforms (N, L), N = B*S in input-major order: drawn here
     from ``generator``, or given by the caller (the server draws them per request so that a
@@ -82,16 +82,16 @@ def decode(
     (e.g. the first objectives only): objectives are decoded in order, so a prefix is exactly
     what full decoding would have produced up to there.
     """
-    b = src.shape[0]
+    b = len(src)
     n, length = b * samples, length or model.out_len
     if not config.greedy:
         if uniforms is None:
             uniforms = torch.rand((n, length), generator=generator, dtype=torch.float64)
         if uniforms.shape != (n, length):
             raise ValueError(f"uniforms must have shape {(n, length)}, got {tuple(uniforms.shape)}")
-    memory = model.encode(src, src_pad)  # (B, T, D), once per input
+    memory = model.encode(src)  # (B, T, D), once per input
     kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
-    mask = model.attn_mask(src_pad)  # (B, 1, 1, T), broadcast over the S sample-queries
+    mask = model.attn_mask(src.pad)  # (B, 1, 1, T), broadcast over the S sample-queries
     cache = model.new_cache(n, dtype=memory.dtype)
     state = torch.full((n,), grammar.start, dtype=torch.int64)
     tok = torch.full((n,), model.bos, dtype=torch.int64)

@@ -7,7 +7,7 @@ Shapes: B inputs, T input tokens, L output tokens, S samples per input, N = B*S 
 D encoder width, E decoder width, H heads, dh = width / H.
 
 Two entry points:
-* ``forward(src, src_pad, tgt_in)``: teacher-forced logits for training, (B, L, V).
+* ``forward(src, tgt_in)``: teacher-forced logits for training, (B, L, V).
 * ``encode`` + ``cross_kv`` + ``decode_step``: incremental decoding with a KV cache, used by
   ``rlm.decoding``. The encoder runs once per input and its cross-attention keys/values are
   shared by all S samples of that input (never copied S times, see ``CrossAttention``).
@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .runtime import tune_allocator
+from .source import Source
 
 
 class MLP(nn.Module):
@@ -136,20 +137,61 @@ class DecoderBlock(nn.Module):
         return y + self.mlp(self.ln3(y))
 
 
+class NumberProjection(nn.Module):
+    """A number's features, read next to its key, -> a vector of the encoder's width.
+
+    Input per position: the F features of ``rlm.inputs.fields`` (is_number, sign, signed log,
+    asinh of the per-key z-score, training quantile, piecewise-linear bins), periodic features
+    ``sin/cos(2 pi w s)`` of the two scale-free scalars s (signed log, asinh z) with learned
+    frequencies w (the "PLR" embeddings of Gorishniy et al. 2022, shared across keys), and the
+    key's embedding, so one small MLP can read each option's value its own way. Positions that
+    are not numbers (is_number = 0) get exactly zero.
+    """
+
+    def __init__(self, n_features: int, d: int, periodic: int = 8) -> None:
+        super().__init__()
+        self.freq = nn.Parameter(torch.randn(2, periodic))
+        self.fc = nn.Linear(n_features + 4 * periodic + d, d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, nums: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """nums (B, T, F), key (B, T, D) -> (B, T, D)"""
+        scalars = nums[..., 2:4]  # (B, T, 2): signed log, asinh(z)
+        angles = 2 * torch.pi * scalars[..., :, None] * self.freq  # (B, T, 2, P)
+        periodic = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # (B, T, 4P)
+        h = F.gelu(self.fc(torch.cat([nums, periodic, key], dim=-1)))
+        return self.proj(h) * nums[..., :1]  # (B, T, D), zero where not a number
+
+
 class RegressionTransformer(nn.Module):
     """Encoder-decoder over (input token ids) -> (number token ids).
 
     ``out_vocab`` is the number tokenizer's vocabulary; the decoder's input vocabulary adds one
     beginning-of-sequence token with id ``out_vocab``. ``out_len`` is the fixed length of the
     whole target sequence (all objectives concatenated).
+
+    Field inputs (``n_keys`` > 0) add a key embedding and a ``NumberProjection`` of the
+    ``n_features`` number features to each position; text inputs have neither (and a text
+    model's weights are exactly those of rlm 0.1).
     """
 
-    def __init__(self, cfg: ModelConfig, in_vocab: int, out_vocab: int, out_len: int) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        in_vocab: int,
+        out_vocab: int,
+        out_len: int,
+        *,
+        n_keys: int = 0,
+        n_features: int = 0,
+    ) -> None:
         super().__init__()
         tune_allocator()  # see rlm.nn.runtime: large per-step temporaries are reused, not re-faulted
         self.cfg, self.out_vocab, self.out_len, self.bos = cfg, out_vocab, out_len, out_vocab
         self.tok_emb = nn.Embedding(in_vocab, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.max_input_len, cfg.d_model)
+        self.key_emb = nn.Embedding(n_keys, cfg.d_model) if n_keys else None
+        self.numbers = NumberProjection(n_features, cfg.d_model) if n_keys else None
         self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.ln_enc = nn.LayerNorm(cfg.d_model)
         self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
@@ -178,16 +220,30 @@ class RegressionTransformer(nn.Module):
         """(B, T) True-at-padding -> (B, 1, 1, T) True-where-attention-is-allowed."""
         return (~src_pad)[:, None, None, :]
 
-    def encode(self, src: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
-        """src (B, T) ids, src_pad (B, T) bool -> memory (B, T, D)."""
-        t = src.shape[1]
-        if t > self.cfg.max_input_len:
-            raise ValueError(
-                f"input of {t} tokens exceeds max_input_len={self.cfg.max_input_len}; "
-                "lower the tokenizer's max_length or raise max_input_len"
-            )
-        x = self.tok_emb(src) + self.pos_emb(torch.arange(t, device=src.device))
-        mask = self.attn_mask(src_pad)
+    def embed(self, src: Source) -> torch.Tensor:
+        """The encoder's input vectors (B, T, D): token + position (+ key + number value)."""
+        t = src.ids.shape[1]
+        if src.pos is None:
+            if t > self.cfg.max_input_len:
+                raise ValueError(
+                    f"input of {t} tokens exceeds max_input_len={self.cfg.max_input_len}; "
+                    "lower the tokenizer's max_length or raise max_input_len"
+                )
+            pos = torch.arange(t, device=src.ids.device)
+        else:
+            pos = src.pos
+        x = self.tok_emb(src.ids) + self.pos_emb(pos)
+        if self.key_emb is not None and self.numbers is not None:
+            if src.keys is None or src.nums is None:
+                raise ValueError("this model reads fields: encode inputs with its FieldEncoder")
+            key = self.key_emb(src.keys)  # (B, T, D)
+            x = x + key + self.numbers(src.nums, key)
+        return x
+
+    def encode(self, src: Source) -> torch.Tensor:
+        """src (B, T) positions -> memory (B, T, D)."""
+        x = self.embed(src)
+        mask = self.attn_mask(src.pad)
         for block in self.encoder:
             x = block(x, mask)
         return self.ln_enc(x)
@@ -197,14 +253,12 @@ class RegressionTransformer(nn.Module):
         return [block.cross.memory_kv(memory) for block in self.decoder]
 
     # -- teacher-forced training pass -----------------------------------------------------------
-    def forward(
-        self, src: torch.Tensor, src_pad: torch.Tensor, tgt_in: torch.Tensor
-    ) -> torch.Tensor:
-        """src (B, T), src_pad (B, T), tgt_in (B, L) starting with BOS -> logits (B, L, V)."""
-        memory = self.encode(src, src_pad)
-        mask = self.attn_mask(src_pad)
+    def forward(self, src: Source, tgt_in: torch.Tensor) -> torch.Tensor:
+        """src (B, T) positions, tgt_in (B, L) starting with BOS -> logits (B, L, V)."""
+        memory = self.encode(src)
+        mask = self.attn_mask(src.pad)
         n = tgt_in.shape[1]
-        y = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=src.device))
+        y = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=tgt_in.device))
         for block, kv in zip(self.decoder, self.cross_kv(memory), strict=True):
             y = block(y, kv, mask)
         return self.head(self.ln_dec(y))

@@ -22,25 +22,15 @@ from ..numbers.targets import EncodedTargets
 from .config import TrainConfig
 from .decoding import GrammarTable
 from .model import RegressionTransformer
+from .source import Row, Source, collate
 
 
 @dataclass
 class Batch:
-    src: torch.Tensor  # (B, T) input ids, padded
-    src_pad: torch.Tensor  # (B, T) True at padding
+    src: Source  # (B, T) encoder positions, padded
     tgt: torch.Tensor  # (B, L) number-token ids
     weight: torch.Tensor  # (B, L)
     states: torch.Tensor  # (B, L) grammar state before each target token
-
-
-def pad_inputs(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ragged id lists -> (B, T) ids and (B, T) padding mask."""
-    lengths = torch.as_tensor([len(s) for s in seqs])
-    t = int(lengths.max())
-    ids = torch.full((len(seqs), t), pad_id, dtype=torch.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
-    return ids, torch.arange(t)[None, :] >= lengths[:, None]
 
 
 def length_batches(
@@ -62,13 +52,9 @@ def length_batches(
     return batches
 
 
-def make_batch(
-    idx: np.ndarray, src: Sequence[Sequence[int]], tg: EncodedTargets, pad_id: int
-) -> Batch:
-    ids, pad = pad_inputs([src[i] for i in idx], pad_id)
+def make_batch(idx: np.ndarray, src: Sequence[Row], tg: EncodedTargets, pad_id: int) -> Batch:
     return Batch(
-        ids,
-        pad,
+        collate([src[i] for i in idx], pad_id),
         torch.as_tensor(tg.ids[idx]),
         torch.as_tensor(tg.weight[idx]),
         torch.as_tensor(tg.states[idx], dtype=torch.int64),
@@ -82,7 +68,7 @@ def grammar_loss(
     b = batch.tgt.shape[0]
     bos = torch.full((b, 1), model.bos, dtype=torch.int64)
     tgt_in = torch.cat([bos, batch.tgt[:, :-1]], dim=1)  # (B, L): shift right behind BOS
-    logits = model(batch.src, batch.src_pad, tgt_in)  # (B, L, V)
+    logits = model(batch.src, tgt_in)  # (B, L, V)
     allowed = grammar.mask[batch.states]  # (B, L, V)
     logp = logits.float().masked_fill(~allowed, float("-inf")).log_softmax(-1)
     nll = -logp.gather(-1, batch.tgt[..., None])[..., 0]  # (B, L)
@@ -150,7 +136,7 @@ class TrainResult:
 @torch.no_grad()
 def eval_loss(
     model: RegressionTransformer,
-    src: Sequence[Sequence[int]],
+    src: Sequence[Row],
     tg: EncodedTargets,
     grammar: GrammarTable,
     pad_id: int,
@@ -208,12 +194,12 @@ class _Best:
 
 def train(
     model: RegressionTransformer,
-    src: Sequence[Sequence[int]],
+    src: Sequence[Row],
     targets: EncodedTargets,
     grammar: GrammarTable,
     cfg: TrainConfig,
     pad_id: int,
-    valid: tuple[Sequence[Sequence[int]], EncodedTargets] | None = None,
+    valid: tuple[Sequence[Row], EncodedTargets] | None = None,
     score_fn: Callable[[], float] | None = None,
     run_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -342,7 +328,7 @@ def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.Ad
 def _validate(
     row: dict,
     model: RegressionTransformer,
-    valid: tuple[Sequence[Sequence[int]], EncodedTargets],
+    valid: tuple[Sequence[Row], EncodedTargets],
     grammar: GrammarTable,
     pad_id: int,
     cfg: TrainConfig,

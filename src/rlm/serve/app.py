@@ -241,9 +241,9 @@ def _predict_route(app: FastAPI, served: Mapping[str, Served], config: ServeConf
         s = _pick(served, req.model)
         inputs = req.inputs if isinstance(req.inputs, list) else [req.inputs]
         samples = _checked_request(req, len(inputs), config)
-        texts = _checked_texts(s.model, inputs, config)
+        _checked_texts(s.model, inputs, config)
         try:
-            draws = await s.batcher.submit(texts, samples, req.seed)
+            draws = await s.batcher.submit(inputs, samples, req.seed)
         except QueueFull as e:
             raise HTTPException(503, str(e), headers={"Retry-After": "1"}) from e
         except Exception as e:

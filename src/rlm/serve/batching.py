@@ -38,9 +38,10 @@ class QueueFull(RuntimeError):
 
 @dataclass(eq=False)
 class Job:
-    """One request: ``texts`` (serialised inputs), sample count and seed; result (n, S, K)."""
+    """One request: its inputs (strings or mappings, as a model reads them), sample count and
+    seed; result (n, S, K)."""
 
-    texts: list[str]
+    inputs: list[Any]
     samples: int
     seed: int
     future: asyncio.Future[np.ndarray] = field(repr=False)
@@ -111,11 +112,11 @@ class MicroBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._loop())
         return self._queue
 
-    async def submit(self, texts: list[str], samples: int, seed: int) -> np.ndarray:
+    async def submit(self, inputs: list[Any], samples: int, seed: int) -> np.ndarray:
         """Queue one job and wait for its draws (n, samples, K); QueueFull when at the bound."""
         queue = self._ensure_started()
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        job = Job(texts, samples, seed, fut, time.perf_counter())
+        job = Job(inputs, samples, seed, fut, time.perf_counter())
         try:
             queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -136,7 +137,7 @@ class MicroBatcher:
     async def _next_batch(self, queue: asyncio.Queue[Job]) -> list[Job]:
         first = self._carry if self._carry is not None else await queue.get()
         self._carry = None
-        batch, n = [first], len(first.texts)
+        batch, n = [first], len(first.inputs)
         # Wait for company only when it is likely: others are already queued, or the previous
         # batch had several requests. A lone sequential client then pays no wait at all.
         company = not queue.empty() or self._last_jobs > 1
@@ -152,11 +153,11 @@ class MicroBatcher:
                     break
             else:
                 job = queue.get_nowait()
-            if n + len(job.texts) > self.max_batch:
+            if n + len(job.inputs) > self.max_batch:
                 self._carry = job  # first in line for the next batch
                 break
             batch.append(job)
-            n += len(job.texts)
+            n += len(job.inputs)
         self._last_jobs = len(batch)
         return batch
 
@@ -167,7 +168,7 @@ class MicroBatcher:
             batch = [j for j in await self._next_batch(queue) if not j.future.done()]
             if not batch:  # every caller went away (cancelled) while waiting
                 continue
-            n = sum(len(j.texts) for j in batch)
+            n = sum(len(j.inputs) for j in batch)
             start = time.perf_counter()
             try:
                 results = await asyncio.to_thread(self.run, batch)
@@ -200,14 +201,14 @@ def sample_jobs(
     job's own (n_j, S_j, L) shape, so a job's draws do not depend on its batch-mates. (Batched
     matrix products may round differently for different batch shapes; a token can only change
     when a uniform falls within ~1e-7 of a probability boundary.) They are the draws that
-    ``RegressionLM.sample(texts, samples, seed=seed)`` gives for the same request: both draw
+    ``RegressionLM.sample(inputs, samples, seed=seed)`` gives for the same request: both draw
     (n, S, L) uniforms from ``torch.Generator().manual_seed(seed)`` and decode them through
     ``rlm.decoding.decode``. Temperature 1, no top-p.
     """
     import torch
 
     from ..nn.decoding import DecodeConfig, GrammarTable, decode
-    from ..nn.training import pad_inputs
+    from ..nn.source import collate
 
     tok, codec, net = model._check_fitted()
     grammar = GrammarTable(codec.grammar)  # cheap: a (states, V) table
@@ -218,10 +219,10 @@ def sample_jobs(
         by_samples.setdefault(job.samples, []).append(i)
     net.eval()
     for s, members in by_samples.items():
-        ids = [tok.encode_batch(jobs[i].texts) for i in members]
+        ids = [model.encode_inputs(jobs[i].inputs) for i in members]
         uniforms = [
             torch.rand(
-                (len(jobs[i].texts), s, length),
+                (len(jobs[i].inputs), s, length),
                 generator=torch.Generator().manual_seed(jobs[i].seed),
                 dtype=torch.float64,
             )
@@ -233,13 +234,13 @@ def sample_jobs(
         chunk = max(1, max_sequences // s)  # bound memory: whole inputs at a time
         for a in range(0, len(rows), chunk):
             b = min(a + chunk, len(rows))
-            src, pad = pad_inputs(rows[a:b], tok.pad_id)
+            src = collate(rows[a:b], tok.pad_id)
             u_rows = u[a * s : b * s]
-            toks[a:b] = decode(net, src, pad, grammar, s, DecodeConfig(), uniforms=u_rows).numpy()
+            toks[a:b] = decode(net, src, grammar, s, DecodeConfig(), uniforms=u_rows).numpy()
         draws = codec.decode(toks)
         at = 0
         for i in members:
-            n = len(jobs[i].texts)
+            n = len(jobs[i].inputs)
             results[i] = draws[at : at + n]
             at += n
     return [r for r in results if r is not None]
