@@ -28,12 +28,14 @@ from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples, inputs_of
 from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, preset
-from .nn.decoding import DecodeConfig, GrammarTable, decode
+from .nn.decoding import DecodeConfig, GrammarTable
 from .nn.model import RegressionTransformer
-from .nn.source import Row, collate
+from .nn.sampling import Draws, sample_digits, sample_values
+from .nn.source import Row
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
-from .numbers.targets import TargetCodec
+from .numbers.scaling import ScaledTargets, TargetScaler
+from .numbers.targets import EncodedTargets, TargetCodec
 from .predict.calibration import MIN_ROWS, IntervalCalibration, fit_calibration
 from .predict.metrics import check_level
 from .predict.summary import Predictions, score
@@ -83,6 +85,7 @@ class RegressionLM:
         self.inputs: InputKind = inputs
         self.field_config = fields or FieldConfig()
         self.fields: FieldEncoder | None = None  # fitted when the model reads fields
+        self.scaler: TargetScaler | None = None  # fitted for a value head (mse, gaussian)
         self.tokenizer: InputTokenizer | None = None
         self.codec: TargetCodec | None = None
         self.net: RegressionTransformer | None = None
@@ -128,7 +131,7 @@ class RegressionLM:
         self.targets = tuple(names)
         rows = [e.y for e in examples]
         self.codec = TargetCodec.fit(rows, names, self.numbers)
-        self.fields = None
+        self.fields, self.scaler = None, None
         if self._auto_model:
             kind = "fields" if self._reads_fields(examples) else "text"
             length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
@@ -145,6 +148,8 @@ class RegressionLM:
                     f"vocab max_length={max_len} exceeds the model's max_input_len="
                     f"{self.model_config.max_input_len}: lower one or raise the other"
                 )
+        if self.model_config.head != "digits":
+            self.scaler = TargetScaler.fit(rows, names)
         torch.manual_seed(self.train_config.seed)
         self.net = self._network()
 
@@ -166,7 +171,14 @@ class RegressionLM:
             self.codec.length,
             n_keys=keys,
             n_features=features,
+            objectives=len(self.codec.names),
         )
+
+    def _targets(self, examples: Sequence[Example]) -> EncodedTargets | ScaledTargets:
+        """What the output trains on: number tokens (digit decoder) or unit-scale floats."""
+        _, codec, _ = self._check_fitted()
+        rows = [e.y for e in examples]
+        return codec.encode(rows) if self.scaler is None else self.scaler.transform(rows)
 
     # -- training -------------------------------------------------------------------------------
     def fit(
@@ -197,7 +209,7 @@ class RegressionLM:
         self.calibration = None
         tok, codec, net = self._check_fitted()
         src = self.encode_inputs(train_ex)
-        tg = codec.encode([e.y for e in train_ex])
+        tg = self._targets(train_ex)
         if codec.clamped:  # the explicit opt-in still deserves a visible report
             warnings.warn(
                 f"{codec.clamped} training targets were clamped into the number range",
@@ -207,7 +219,7 @@ class RegressionLM:
         valid_data, score_fn = None, None
         if valid_ex:
             vsrc = self.encode_inputs(valid_ex)
-            valid_data = (vsrc, codec.encode([e.y for e in valid_ex]))
+            valid_data = (vsrc, self._targets(valid_ex))
 
             def score_fn() -> float:
                 # mean valid Spearman over objectives; an objective whose predictions are still
@@ -287,30 +299,12 @@ class RegressionLM:
         k = len(codec.names) if objectives is None else objectives
         if not 1 <= k <= len(codec.names):
             raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
-        length = codec.spans[k - 1][1]
-        ids = self.encode_inputs(X)
+        rows = self.encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
-        grammar = GrammarTable(codec.grammar)
-        # uniforms in the caller's (B, n, L) order: an input's draws depend only on its position,
-        # the seed and n, not on how inputs are grouped below (the server draws them the same way)
-        gen = torch.Generator().manual_seed(seed)
-        u = (
-            None
-            if greedy
-            else torch.rand((len(ids), n, length), generator=gen, dtype=torch.float64)
-        )
-        # bound the number of sequences decoded together (memory), whole inputs at a time
-        bs = batch_size or max(1, 8192 // n)
-        order = np.argsort([len(s) for s in ids], kind="stable")  # similar lengths together
-        out = np.empty((len(ids), n, k))
-        net.eval()
-        for i in range(0, len(ids), bs):
-            idx = order[i : i + bs]
-            src = collate([ids[j] for j in idx], tok.pad_id)
-            rows_u = None if u is None else u[idx].reshape(-1, length)
-            toks = decode(net, src, grammar, n, cfg, length=length, uniforms=rows_u)
-            out[idx] = codec.decode(toks.numpy(), objectives=k)
-        return out
+        how = Draws(n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size)
+        if self.scaler is not None:
+            return sample_values(net, self.scaler, rows, tok.pad_id, how)
+        return sample_digits(net, codec, rows, tok.pad_id, how)
 
     def predict(
         self,
@@ -390,6 +384,7 @@ class RegressionLM:
             "serializer": self.serializer.to_dict(),
             "numbers": self.numbers.to_dict(),
             "targets": codec.to_dict(),
+            "scaler": None if self.scaler is None else self.scaler.to_dict(),
             "inputs": {
                 "kind": "text" if self.fields is None else "fields",
                 "fields": None if self.fields is None else self.fields.to_dict(),
@@ -430,6 +425,8 @@ class RegressionLM:
             m.fields = FieldEncoder.from_dict(inputs["fields"], m.tokenizer)
             m.field_config = m.fields.config
         m.inputs = inputs["kind"]
+        scaler = meta.get("scaler")
+        m.scaler = None if scaler is None else TargetScaler.from_dict(scaler)
         m.net = m._network()
         m.net.load_state_dict(load_file(str(d / "model.safetensors")))
         m.net.eval()

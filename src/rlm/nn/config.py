@@ -30,6 +30,11 @@ class ModelConfig:
     mlp_ratio: int = 4
     max_input_len: int = 256  # positions of the learned encoder position table
     dropout: float = 0.0
+    # what the encoder feeds: "digits", the constrained digit decoder (samples, any scale);
+    # "mse", a regression head on the pooled encoder states (one float per objective,
+    # standardised, log scale for positive targets spanning decades); "gaussian", the same
+    # head writing a mean and a log-variance, so the point estimate also gets an interval
+    head: Literal["digits", "mse", "gaussian"] = "digits"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
@@ -43,6 +48,8 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
+        if self.head not in ("digits", "mse", "gaussian"):
+            raise ValueError(f"head={self.head!r}: choose 'digits', 'mse' or 'gaussian'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

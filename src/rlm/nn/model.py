@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .heads import ValueHead
 from .runtime import tune_allocator
 from .source import Source
 
@@ -184,6 +185,7 @@ class RegressionTransformer(nn.Module):
         *,
         n_keys: int = 0,
         n_features: int = 0,
+        objectives: int = 1,
     ) -> None:
         super().__init__()
         tune_allocator()  # see rlm.nn.runtime: large per-step temporaries are reused, not re-faulted
@@ -194,11 +196,15 @@ class RegressionTransformer(nn.Module):
         self.numbers = NumberProjection(n_features, cfg.d_model) if n_keys else None
         self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.ln_enc = nn.LayerNorm(cfg.d_model)
-        self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
-        self.dec_pos = nn.Embedding(out_len, cfg.dec_d_model)
-        self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
-        self.ln_dec = nn.LayerNorm(cfg.dec_d_model)
-        self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
+        self.value_head = None
+        if cfg.head != "digits":  # a value head replaces the whole decoder
+            self.value_head = ValueHead(cfg.d_model, objectives, cfg.head == "gaussian")
+        else:
+            self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
+            self.dec_pos = nn.Embedding(out_len, cfg.dec_d_model)
+            self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
+            self.ln_dec = nn.LayerNorm(cfg.dec_d_model)
+            self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
         self.apply(self._init)
 
     @staticmethod
@@ -247,6 +253,12 @@ class RegressionTransformer(nn.Module):
         for block in self.encoder:
             x = block(x, mask)
         return self.ln_enc(x)
+
+    def values(self, src: Source) -> torch.Tensor:
+        """The value head's output (B, K, C) for a model built with head "mse" or "gaussian"."""
+        if self.value_head is None:
+            raise ValueError("this model decodes digits: it has no value head")
+        return self.value_head(self.encode(src), src.pad)
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per decoder layer, the memory's keys and values: each (B, h, T, dh)."""

@@ -18,19 +18,32 @@ from typing import IO
 import numpy as np
 import torch
 
+from ..numbers.scaling import ScaledTargets
 from ..numbers.targets import EncodedTargets
 from .config import TrainConfig
 from .decoding import GrammarTable
+from .heads import value_loss
 from .model import RegressionTransformer
 from .source import Row, Source, collate
+
+Targets = EncodedTargets | ScaledTargets  # digit-decoder tokens, or a value head's floats
 
 
 @dataclass
 class Batch:
     src: Source  # (B, T) encoder positions, padded
-    tgt: torch.Tensor  # (B, L) number-token ids
-    weight: torch.Tensor  # (B, L)
-    states: torch.Tensor  # (B, L) grammar state before each target token
+    tgt: torch.Tensor | None  # (B, L) number-token ids (digit decoder)
+    weight: torch.Tensor | None  # (B, L)
+    states: torch.Tensor | None  # (B, L) grammar state before each target token
+    values: torch.Tensor | None = None  # (B, K) unit-scale targets (value heads)
+    value_mask: torch.Tensor | None = None  # (B, K) 1 where the objective is present
+
+    @property
+    def weight_sum(self) -> float:
+        """How much this batch counts in a mean loss: its present tokens or objectives."""
+        w = self.value_mask if self.values is not None else self.weight
+        assert w is not None
+        return float(w.sum())
 
 
 def length_batches(
@@ -52,9 +65,13 @@ def length_batches(
     return batches
 
 
-def make_batch(idx: np.ndarray, src: Sequence[Row], tg: EncodedTargets, pad_id: int) -> Batch:
+def make_batch(idx: np.ndarray, src: Sequence[Row], tg: Targets, pad_id: int) -> Batch:
+    inputs = collate([src[i] for i in idx], pad_id)
+    if isinstance(tg, ScaledTargets):
+        values, mask = torch.as_tensor(tg.values[idx]), torch.as_tensor(tg.mask[idx])
+        return Batch(inputs, None, None, None, values, mask)
     return Batch(
-        collate([src[i] for i in idx], pad_id),
+        inputs,
         torch.as_tensor(tg.ids[idx]),
         torch.as_tensor(tg.weight[idx]),
         torch.as_tensor(tg.states[idx], dtype=torch.int64),
@@ -65,6 +82,7 @@ def grammar_loss(
     model: RegressionTransformer, batch: Batch, grammar: GrammarTable, label_smoothing: float = 0.0
 ) -> torch.Tensor:
     """Weighted mean cross-entropy over allowed tokens."""
+    assert batch.tgt is not None and batch.weight is not None and batch.states is not None
     b = batch.tgt.shape[0]
     bos = torch.full((b, 1), model.bos, dtype=torch.int64)
     tgt_in = torch.cat([bos, batch.tgt[:, :-1]], dim=1)  # (B, L): shift right behind BOS
@@ -77,6 +95,16 @@ def grammar_loss(
         uniform = -logp.masked_fill(~allowed, 0.0).sum(-1) / allowed.sum(-1)
         nll = (1 - label_smoothing) * nll + label_smoothing * uniform
     return (nll * batch.weight).sum() / batch.weight.sum().clamp_min(1.0)
+
+
+def batch_loss(
+    model: RegressionTransformer, batch: Batch, grammar: GrammarTable, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """The training loss of either output: value head (MSE / Gaussian NLL) or digit decoder."""
+    if batch.values is not None:
+        assert batch.value_mask is not None
+        return value_loss(model.values(batch.src), batch.values, batch.value_mask)
+    return grammar_loss(model, batch, grammar, label_smoothing)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
@@ -137,7 +165,7 @@ class TrainResult:
 def eval_loss(
     model: RegressionTransformer,
     src: Sequence[Row],
-    tg: EncodedTargets,
+    tg: Targets,
     grammar: GrammarTable,
     pad_id: int,
     batch_size: int = 256,
@@ -147,8 +175,8 @@ def eval_loss(
     total, weight = 0.0, 0.0
     for i in range(0, len(order), batch_size):
         batch = make_batch(order[i : i + batch_size], src, tg, pad_id)
-        w = float(batch.weight.sum())
-        total += float(grammar_loss(model, batch, grammar)) * w
+        w = batch.weight_sum
+        total += float(batch_loss(model, batch, grammar)) * w
         weight += w
     return total / max(weight, 1.0)
 
@@ -195,11 +223,11 @@ class _Best:
 def train(
     model: RegressionTransformer,
     src: Sequence[Row],
-    targets: EncodedTargets,
+    targets: Targets,
     grammar: GrammarTable,
     cfg: TrainConfig,
     pad_id: int,
-    valid: tuple[Sequence[Row], EncodedTargets] | None = None,
+    valid: tuple[Sequence[Row], Targets] | None = None,
     score_fn: Callable[[], float] | None = None,
     run_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -292,7 +320,7 @@ def _step(
     """One optimiser step at learning rate ``lr``; returns the batch loss."""
     for group in opt.param_groups:
         group["lr"] = lr
-    loss = grammar_loss(model, batch, grammar, cfg.label_smoothing)
+    loss = batch_loss(model, batch, grammar, cfg.label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -328,7 +356,7 @@ def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.Ad
 def _validate(
     row: dict,
     model: RegressionTransformer,
-    valid: tuple[Sequence[Row], EncodedTargets],
+    valid: tuple[Sequence[Row], Targets],
     grammar: GrammarTable,
     pad_id: int,
     cfg: TrainConfig,

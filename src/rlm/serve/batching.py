@@ -210,6 +210,8 @@ def sample_jobs(
     from ..nn.decoding import DecodeConfig, GrammarTable, decode
     from ..nn.source import collate
 
+    if model.scaler is not None:  # a value head: one forward pass per job, nothing to share
+        return [model.sample(j.inputs, j.samples, seed=j.seed) for j in jobs]
     tok, codec, net = model._check_fitted()
     grammar = GrammarTable(codec.grammar)  # cheap: a (states, V) table
     length = codec.length

@@ -1,0 +1,94 @@
+"""Value heads (MSE, Gaussian) on the same encoder, and the target scaling they train on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlm import ModelConfig, RegressionLM, TrainConfig
+from rlm.nn.config import preset
+from rlm.numbers.scaling import TargetScaler, wants_log
+
+
+@pytest.mark.parametrize(
+    ("values", "log"),
+    [([1.0, 5.0, 10.0], True), ([1.0, 5.0], False), ([-1.0, 100.0], False), ([], False)],
+)
+def test_log_scale_only_for_positive_targets_spanning_a_decade(values, log) -> None:
+    assert wants_log(np.array(values)) is log
+
+
+@given(st.lists(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=2, max_size=20))
+def test_scaler_round_trip(values: list[float]) -> None:
+    rows = [{"a": v, "b": -v} for v in values]
+    scaler = TargetScaler.fit(rows, ["a", "b"])
+    scaled = scaler.transform(rows)
+    assert scaled.mask.all()
+    back = scaler.inverse(scaled.values)
+    # float32 on the unit scale: exact to ~1e-7 of the targets' spread
+    spread = max(values) - min(values)
+    want = [[r["a"], r["b"]] for r in rows]
+    np.testing.assert_allclose(back, want, rtol=1e-4, atol=1e-6 + 1e-6 * spread)
+    assert TargetScaler.from_dict(scaler.to_dict()) == scaler
+
+
+def test_scaler_errors_and_missing_objectives() -> None:
+    scaler = TargetScaler.fit([{"a": 1.0}, {"a": 100.0, "b": 2.0}], ["a", "b"])
+    scaled = scaler.transform([{"a": 10.0}])
+    assert scaled.mask.tolist() == [[1.0, 0.0]]
+    with pytest.raises(ValueError, match="log space"):
+        scaler.transform([{"a": -1.0}])
+    with pytest.raises(ValueError, match="no training row"):
+        TargetScaler.fit([{"a": 1.0}], ["a", "zz"])
+    with pytest.raises(ValueError, match="head="):
+        ModelConfig(head="tree")  # type: ignore[arg-type]
+
+
+CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 41)]
+TARGETS = [float(x["size"] * (3 if x["mode"] == "a" else 1)) for x in CONFIGS]
+
+
+@pytest.mark.parametrize("head", ["mse", "gaussian"])
+def test_value_head_fits_samples_and_reloads(head: str, tmp_path) -> None:
+    m = RegressionLM(
+        model=preset("tiny", head=head),
+        train=TrainConfig(max_epochs=30, batch_size=8, lr=3e-3, progress=False),
+    )
+    m.fit(CONFIGS, TARGETS)
+    assert m.scaler is not None and m.net is not None and m.net.value_head is not None
+    assert not hasattr(m.net, "decoder")  # the value head replaces the digit decoder
+    draws = m.sample(CONFIGS[:5], 16, seed=3)
+    assert draws.shape == (5, 16, 1) and np.isfinite(draws).all()
+    spread = draws.std(axis=1)
+    assert (spread > 0).all() if head == "gaussian" else (spread == 0).all()
+    np.testing.assert_array_equal(m.sample(CONFIGS[:5], 16, seed=3), draws)  # seeded
+    pred = m.predict(CONFIGS, samples=16)[:, 0]
+    assert np.corrcoef(pred, TARGETS)[0, 1] > 0.5  # it learned something in 30 epochs
+    loaded = RegressionLM.load(m.save(tmp_path / head))
+    np.testing.assert_array_equal(loaded.sample(CONFIGS[:5], 16, seed=3), draws)
+    with pytest.raises(ValueError, match="top_p"):
+        m.sample(CONFIGS[:1], 4, top_p=0.5)
+    report = m.evaluate(CONFIGS[:20], TARGETS[:20], samples=8)
+    assert "spearman" in report["y"]
+
+
+def test_server_batches_give_a_value_head_the_same_draws() -> None:
+    import asyncio
+
+    from rlm.serve.batching import Job, sample_jobs
+
+    m = RegressionLM(model=preset("tiny", head="gaussian"), train=TrainConfig(max_epochs=2))
+    m.fit(CONFIGS, TARGETS)
+
+    async def jobs() -> list[Job]:
+        loop = asyncio.get_running_loop()
+        return [
+            Job(CONFIGS[:3], 8, 5, loop.create_future()),
+            Job(CONFIGS[3:4], 4, 1, loop.create_future()),
+        ]
+
+    got = sample_jobs(m, asyncio.run(jobs()))
+    np.testing.assert_array_equal(got[0], m.sample(CONFIGS[:3], 8, seed=5))
+    np.testing.assert_array_equal(got[1], m.sample(CONFIGS[3:4], 4, seed=1))
