@@ -197,12 +197,8 @@ def fit_tabm(
     with warnings.catch_warnings():  # binary options have one bin: expected, not a problem
         warnings.filterwarnings("ignore", message=".*just two bin edges.*")
         bins = rne.compute_bins(x, n_bins=min(48, len(x) - 1))
-    model = tabm.TabM.make(
-        n_num_features=x.shape[1],
-        d_out=1,
-        num_embeddings=rne.PiecewiseLinearEmbeddings(bins, 16, activation=False, version="B"),
-        k=32,
-    )
+        embeddings = rne.PiecewiseLinearEmbeddings(bins, 16, activation=False, version="B")
+    model = tabm.TabM.make(n_num_features=x.shape[1], d_out=1, num_embeddings=embeddings, k=32)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=3e-4)
     gen = torch.Generator().manual_seed(seed)
 
