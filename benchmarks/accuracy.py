@@ -62,7 +62,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling module, run as a script
 from accuracy_summary import summary_markdown
 from baselines import Kind, fit_baselines
-from tuned_baselines import TUNED, fit_tuned
+from tuned_baselines import TUNED, check_tuned, fit_tuned
 
 from rlm import RegressionLM
 from rlm.inputs.vocab import VocabConfig
@@ -530,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.render.with_suffix(".md").write_text(markdown(report))
         return report
     s = settings_for(args)
+    check_tuned(s.methods)  # a missing bench extra fails now, not after hours of training
     start = time.perf_counter()
     console = Console(width=160)  # rich falls back to 80 columns in a pipe: too narrow
     tasks = select_tasks(all_tasks(args.data), args.tasks or (QUICK_TASKS if s.quick else None))
@@ -573,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if "rlm" in s.methods:
                 methods["rlm"], bands = fit_rlm(task, split, s)
                 plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
-            methods["rlm_multi"] = None  # filled in below for the SHARED families
+            if "rlm_multi" in s.methods:
+                methods["rlm_multi"] = None  # filled in below for the SHARED families
             result["sizes"][key] = {
                 "n_train": len(split.train),
                 "n_valid": len(split.valid),

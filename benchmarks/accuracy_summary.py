@@ -61,7 +61,7 @@ def vs_tuned(report: dict[str, Any]) -> list[dict[str, Any]]:
     for name, result in report["tasks"].items():
         for key, block in sorted(result["sizes"].items(), key=lambda kv: int(kv[0])):
             methods = block["methods"]
-            trees = [(m, methods[m]) for m in TREES if methods.get(m) and _spearman(methods[m])]
+            trees = [(m, methods[m]) for m in TREES if _spearman(methods.get(m)) is not None]
             if not any(m in methods for m in ("lightgbm", "catboost", "tabm")) or not trees:
                 continue
             best_m, best = max(trees, key=lambda mr: mr[1]["spearman"])

@@ -48,6 +48,16 @@ def _need(module: str) -> Any:
         ) from e
 
 
+def check_tuned(methods: Sequence[str]) -> None:
+    """Import the packages of the requested tuned baselines (SystemExit naming the extra)."""
+    need = {"lightgbm": ["lightgbm"], "catboost": ["catboost", "pandas"]}
+    need["tabm"] = ["tabm", "rtdl_num_embeddings", "sklearn"]
+    for m in TUNED:
+        if m in methods:
+            for module in need[m]:
+                _need(module)
+
+
 def _spearman(y: np.ndarray, pred: np.ndarray) -> float:
     from rlm.predict.metrics import spearman
 
