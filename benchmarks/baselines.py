@@ -71,6 +71,31 @@ def nas_edges(s: str) -> list[str]:
     return [e.split("~")[0] for e in s.strip("|").replace("|+|", "|").split("|")]
 
 
+def tree_features(
+    kind: Kind, train_x: Sequence[Any], others: Sequence[Sequence[Any]]
+) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Parsed features for the trees (and TabM): numeric options, or one-hot edge operations.
+    Programs have no parse that is fair to every task here: None (n/a) for code."""
+    if kind == "config":
+        return config_features(train_x, others)
+    if kind != "nas":
+        return None
+    from sklearn.preprocessing import OneHotEncoder
+
+    enc = OneHotEncoder(handle_unknown="ignore")
+    ftr = enc.fit_transform([nas_edges(s) for s in train_x]).toarray()
+    return ftr, [enc.transform([nas_edges(s) for s in rows]).toarray() for rows in others]
+
+
+def valid_spearman(y: np.ndarray, pred: np.ndarray) -> float:
+    """Spearman for choosing on valid; -inf where undefined (constant predictions or targets)."""
+    from rlm.predict.metrics import spearman
+
+    if np.ptp(pred) == 0 or np.ptp(y) == 0:
+        return -math.inf
+    return spearman(y, pred)
+
+
 def _log_target(y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """Fit in log space when every training target is positive and they span a decade or more.
 
@@ -105,9 +130,6 @@ def fit_baselines(
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import OneHotEncoder
-
-    from rlm.predict.metrics import spearman
 
     out: dict[str, BaselineResult | None] = {}
     t = time.perf_counter()
@@ -128,7 +150,7 @@ def fit_baselines(
     for alpha in RIDGE_ALPHAS:  # alpha chosen by validation Spearman, the headline metric
         ridge = Ridge(alpha=alpha).fit(xtr, fit_y)
         pv = ridge.predict(xva)
-        score = spearman(valid_y, pv) if np.ptp(pv) > 0 and np.ptp(valid_y) > 0 else -math.inf
+        score = valid_spearman(valid_y, pv)
         if score > best[0] or best[1] is None:
             best = (score, ridge)
     ridge = best[1]
@@ -136,18 +158,12 @@ def fit_baselines(
         inverse(ridge.predict(xte)), time.perf_counter() - t, int(ridge.coef_.size + 1)
     )
 
-    # Trees need parsed features: numeric options, or one-hot edge operations. Programs have no
-    # parse that is fair to every task here, so the tree baseline is n/a for code.
     t = time.perf_counter()
-    if kind == "config":
-        ftr, (fte,) = config_features(train_x, [test_x])
-    elif kind == "nas":
-        enc = OneHotEncoder(handle_unknown="ignore")
-        ftr = enc.fit_transform([nas_edges(s) for s in train_x]).toarray()
-        fte = enc.transform([nas_edges(s) for s in test_x]).toarray()
-    else:
+    features = tree_features(kind, train_x, [test_x])
+    if features is None:
         out["gbt"] = None
         return out
+    ftr, (fte,) = features
     gbt = HistGradientBoostingRegressor(random_state=seed).fit(ftr, fit_y)
     out["gbt"] = BaselineResult(
         inverse(gbt.predict(fte)), time.perf_counter() - t, _tree_nodes(gbt)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from baselines import BaselineResult, Kind, _log_target, config_features, nas_edges
+from baselines import BaselineResult, Kind, _log_target, nas_edges, tree_features, valid_spearman
 
 TUNED = ("lightgbm", "catboost", "tabm")
 LGBM_GRID = {
@@ -58,34 +58,6 @@ def check_tuned(methods: Sequence[str]) -> None:
                 _need(module)
 
 
-def _spearman(y: np.ndarray, pred: np.ndarray) -> float:
-    from rlm.predict.metrics import spearman
-
-    if np.ptp(pred) == 0 or np.ptp(y) == 0:
-        return -math.inf
-    return spearman(y, pred)
-
-
-def numeric_matrices(
-    kind: Kind, train_x: Sequence[Any], others: Sequence[Sequence[Any]]
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Features for LightGBM and TabM: the same parse as the ``gbt`` baseline."""
-    if kind == "config":
-        return config_features(train_x, others)
-    cols = sorted({f"{i}={op}" for s in train_x for i, op in enumerate(nas_edges(s))})
-    index = {c: j for j, c in enumerate(cols)}
-
-    def onehot(rows: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(rows), len(cols)))
-        for r, s in enumerate(rows):
-            for i, op in enumerate(nas_edges(s)):
-                if f"{i}={op}" in index:
-                    out[r, index[f"{i}={op}"]] = 1.0
-        return out
-
-    return onehot(train_x), [onehot(rows) for rows in others]
-
-
 def fit_lightgbm(
     xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, xte: np.ndarray, seed: int
 ) -> BaselineResult:
@@ -97,7 +69,7 @@ def fit_lightgbm(
         params = dict(zip(LGBM_GRID, values, strict=True))
         model = lgb.LGBMRegressor(**params, n_jobs=2, verbose=-1, random_state=seed)
         model.fit(xtr, fit_y)
-        score = _spearman(yva, model.predict(xva))
+        score = valid_spearman(yva, model.predict(xva))
         if score > best[0] or best[1] is None:
             best = (score, model)
     model = best[1]
@@ -227,7 +199,7 @@ def fit_tabm(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        score = _spearman(yva, predict(xv))
+        score = valid_spearman(yva, predict(xv))
         if score > best:
             best, bad = score, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -254,7 +226,9 @@ def fit_tuned(
     wanted = [m for m in TUNED if m in methods]
     if kind == "code":
         return dict.fromkeys(wanted)
-    xtr, (xva, xte) = numeric_matrices(kind, train_x, [valid_x, test_x])
+    features = tree_features(kind, train_x, [valid_x, test_x])
+    assert features is not None  # config or nas
+    xtr, (xva, xte) = features
     out: dict[str, BaselineResult | None] = {}
     if "lightgbm" in wanted:
         out["lightgbm"] = fit_lightgbm(xtr, train_y, xva, valid_y, xte, seed)

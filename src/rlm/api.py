@@ -40,7 +40,6 @@ from .predict.calibration import MIN_ROWS, IntervalCalibration, fit_calibration
 from .predict.metrics import check_level
 from .predict.summary import Predictions, score
 
-Input = str | Mapping[str, Any]
 InputKind = Literal["auto", "text", "fields"]
 CHECKPOINT_FORMAT = 1
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
@@ -132,11 +131,12 @@ class RegressionLM:
         rows = [e.y for e in examples]
         self.codec = TargetCodec.fit(rows, names, self.numbers)
         self.fields, self.scaler = None, None
+        reads_fields = self._reads_fields(examples)
         if self._auto_model:
-            kind = "fields" if self._reads_fields(examples) else "text"
+            kind = "fields" if reads_fields else "text"
             length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
             self.model_config = preset(AUTO_PRESET[kind], max_input_len=length)
-        if self._reads_fields(examples):
+        if reads_fields:
             xs = [e.x for e in examples]
             self.fields = FieldEncoder.fit(xs, self.field_config, self.vocab_config)  # type: ignore[arg-type]
             self.tokenizer = self.fields.tokenizer
