@@ -44,16 +44,39 @@ def test_scaler_errors_and_missing_objectives() -> None:
         TargetScaler.fit([{"a": 1.0}], ["a", "zz"])
     with pytest.raises(ValueError, match="head="):
         ModelConfig(head="tree")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ensembles a value head"):
+        ModelConfig(members=4)
+    with pytest.raises(ValueError, match="members=0"):
+        ModelConfig(head="mse", members=0)
+
+
+def test_ensemble_heads_mix_members_and_average_points() -> None:
+    import torch
+
+    from rlm.nn.heads import ValueHead, value_draws, value_loss
+
+    head = ValueHead(8, objectives=2, gaussian=True, members=3)
+    memory, pad = torch.randn(5 * 3, 4, 8), torch.zeros(5 * 3, 4, dtype=torch.bool)
+    assert head(memory, pad).shape == (5, 3, 2, 2)  # (B, M, K, C)
+    out = torch.zeros(1, 3, 1, 2)
+    out[0, :, 0, 0] = torch.tensor([0.0, 10.0, 20.0])  # member means
+    out[0, :, 0, 1] = -30.0  # softplus(-30) ~ 0: the floor variance, nearly no noise
+    draws = value_draws(out, torch.full((1, 6, 1), 0.5), 1.0)[0, :, 0]  # sample s: member s % 3
+    np.testing.assert_allclose(draws.numpy(), [0, 10, 20, 0, 10, 20], atol=1e-6)
+    np.testing.assert_allclose(value_draws(out[..., :1], None).numpy(), [[[10.0]]])
+    # each member is scored on its own error: members at 0, 10 and 20 around a target of 10
+    loss = value_loss(out[..., :1], torch.tensor([[10.0]]), torch.ones(1, 1))
+    assert float(loss) == pytest.approx((100 + 0 + 100) / 3)
 
 
 CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 41)]
 TARGETS = [float(x["size"] * (3 if x["mode"] == "a" else 1)) for x in CONFIGS]
 
 
-@pytest.mark.parametrize("head", ["mse", "gaussian"])
-def test_value_head_fits_samples_and_reloads(head: str, tmp_path) -> None:
+@pytest.mark.parametrize(("head", "members"), [("mse", 1), ("gaussian", 1), ("mse", 3)])
+def test_value_head_fits_samples_and_reloads(head: str, members: int, tmp_path) -> None:
     m = RegressionLM(
-        model=preset("tiny", head=head),
+        model=preset("tiny", head=head, members=members),
         train=TrainConfig(max_epochs=30, batch_size=8, lr=3e-3, progress=False),
     )
     m.fit(CONFIGS, TARGETS)
@@ -66,7 +89,7 @@ def test_value_head_fits_samples_and_reloads(head: str, tmp_path) -> None:
     np.testing.assert_array_equal(m.sample(CONFIGS[:5], 16, seed=3), draws)  # seeded
     pred = m.predict(CONFIGS, samples=16)[:, 0]
     assert np.corrcoef(pred, TARGETS)[0, 1] > 0.5  # it learned something in 30 epochs
-    loaded = RegressionLM.load(m.save(tmp_path / head))
+    loaded = RegressionLM.load(m.save(tmp_path / f"{head}{members}"))
     np.testing.assert_array_equal(loaded.sample(CONFIGS[:5], 16, seed=3), draws)
     with pytest.raises(ValueError, match="top_p"):
         m.sample(CONFIGS[:1], 4, top_p=0.5)

@@ -10,7 +10,6 @@ beside the weights, so ``load`` rebuilds the exact same predictor.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -21,7 +20,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from . import __version__
 from .inputs.fields import FieldConfig, FieldEncoder
 from .inputs.text import SerializerConfig, serialize
 from .inputs.vocab import InputTokenizer, VocabConfig
@@ -34,14 +32,15 @@ from .nn.sampling import Draws, sample_digits, sample_values
 from .nn.source import Row
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
-from .numbers.scaling import ScaledTargets, TargetScaler
+from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
-from .predict.calibration import MIN_ROWS, IntervalCalibration, fit_calibration
+from .persist import load_model, save_model
+from .predict.calibration import MIN_ROWS, fit_calibration
 from .predict.metrics import check_level
-from .predict.summary import Predictions, score
+from .predict.summary import Predictions, score, score_by_task
+from .predict.tasks import Calibration, fit_task_calibration, mean_task_spearman, task_ids
 
 InputKind = Literal["auto", "text", "fields"]
-CHECKPOINT_FORMAT = 1
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
 
@@ -63,12 +62,17 @@ class RegressionLM:
         targets: Sequence[str] | None = None,
         inputs: InputKind = "auto",
         fields: FieldConfig | None = None,
+        task_key: str | None = None,
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
         inputs, ``small`` for text (its position table raised to ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
-        (default) reads fields when every training input is a mapping, else text."""
+        (default) reads fields when every training input is a mapping, else text.
+        ``task_key``: the input field naming each row's task when one model serves several
+        (systems, devices): weights are then selected on the mean of the tasks' valid
+        Spearman, intervals are calibrated per task, and ``evaluate(per_task=True)`` scores
+        each task (see ``rlm.predict.tasks``)."""
         if inputs not in ("auto", "text", "fields"):
             raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
         self._auto_model = model == "auto"
@@ -83,14 +87,16 @@ class RegressionLM:
         self.targets = tuple(targets) if targets else None
         self.inputs: InputKind = inputs
         self.field_config = fields or FieldConfig()
+        self.task_key = task_key
         self.fields: FieldEncoder | None = None  # fitted when the model reads fields
         self.scaler: TargetScaler | None = None  # fitted for a value head (mse, gaussian)
+        self.task_scaling: TaskScaling | None = None  # fitted with a task_key
         self.tokenizer: InputTokenizer | None = None
         self.codec: TargetCodec | None = None
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
         self.training_summary: dict[str, Any] | None = None  # saved with the checkpoint
-        self.calibration: IntervalCalibration | None = None  # see calibrate(); saved too
+        self.calibration: Calibration | None = None  # see calibrate(); saved too
 
     # -- plumbing ---------------------------------------------------------------------------
     def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
@@ -128,7 +134,13 @@ class RegressionLM:
     def _build(self, examples: Sequence[Example]) -> None:
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
-        rows = [e.y for e in examples]
+        self.task_scaling = None
+        if self.task_key is not None:
+            tasks = task_ids(inputs_of(examples), self.task_key)
+            self.task_scaling = TaskScaling.fit(
+                [e.y for e in examples], names, tasks, self.task_key
+            )
+        rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
         self.fields, self.scaler = None, None
         reads_fields = self._reads_fields(examples)
@@ -174,10 +186,26 @@ class RegressionLM:
             objectives=len(self.codec.names),
         )
 
+    def _unit_rows(self, examples: Sequence[Example]) -> list[Mapping[str, float]]:
+        """The targets the output learns: as given, or on each task's unit scale (task_key)."""
+        rows = [e.y for e in examples]
+        if self.task_scaling is None:
+            return rows
+        return self.task_scaling.transform(
+            rows, task_ids(inputs_of(examples), self.task_scaling.key)
+        )
+
+    def to_target_units(self, draws: np.ndarray, X: Sequence[Any]) -> np.ndarray:
+        """Draws (B, n, K) as the output writes them -> target units (a no-op without a
+        ``task_key``, whose targets are learnt on each task's own scale)."""
+        if self.task_scaling is None:
+            return draws
+        return self.task_scaling.inverse(draws, task_ids(inputs_of(X), self.task_scaling.key))
+
     def _targets(self, examples: Sequence[Example]) -> EncodedTargets | ScaledTargets:
         """What the output trains on: number tokens (digit decoder) or unit-scale floats."""
         _, codec, _ = self._check_fitted()
-        rows = [e.y for e in examples]
+        rows = self._unit_rows(examples)
         return codec.encode(rows) if self.scaler is None else self.scaler.transform(rows)
 
     # -- training -------------------------------------------------------------------------------
@@ -203,6 +231,8 @@ class RegressionLM:
             valid_ex = (
                 as_examples(*valid, names=self.targets) if isinstance(valid, tuple) else list(valid)
             )
+        if self.task_key is not None:  # every row names its task, before any training
+            task_ids(inputs_of(train_ex + (valid_ex or [])), self.task_key)
         self._build(train_ex)
         # a refit invalidates any earlier calibration, before training samples valid rows
         # (select="spearman") with a model whose objectives may differ from the calibration's
@@ -222,9 +252,12 @@ class RegressionLM:
             valid_data = (vsrc, self._targets(valid_ex))
 
             def score_fn() -> float:
-                # mean valid Spearman over objectives; an objective whose predictions are still
-                # constant (early training) has no Spearman and counts as not yet scoring
+                # mean valid Spearman over objectives (and tasks); an objective whose predictions
+                # are still constant (early training) has no Spearman and counts as not scoring
                 pred = self.distribution(valid_ex, samples=self.train_config.eval_samples)
+                if self.task_key is not None:
+                    tasks = task_ids(inputs_of(valid_ex), self.task_key)
+                    return mean_task_spearman(score_by_task(valid_ex, codec.names, pred, tasks))
                 report = score(valid_ex, codec.names, pred)
                 scores = [m["spearman"] for m in report.values() if "spearman" in m]
                 return float(np.mean(scores)) if scores else -math.inf
@@ -272,7 +305,11 @@ class RegressionLM:
         rows = as_examples(X, y, self.targets)
         draws = self.sample(rows, samples, seed=seed)
         truth = np.array([[e.y.get(name, np.nan) for name in codec.names] for e in rows])
-        self.calibration = fit_calibration(draws, truth)
+        if self.task_key is None:
+            self.calibration = fit_calibration(draws, truth)
+        else:  # Mondrian: each task's own margins (the pooled ones for tasks with few rows)
+            tasks = task_ids(inputs_of(rows), self.task_key)
+            self.calibration = fit_task_calibration(draws, truth, tasks, self.task_key)
         return self
 
     # -- inference ------------------------------------------------------------------------------
@@ -303,8 +340,10 @@ class RegressionLM:
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
         how = Draws(n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size)
         if self.scaler is not None:
-            return sample_values(net, self.scaler, rows, tok.pad_id, how)
-        return sample_digits(net, codec, rows, tok.pad_id, how)
+            draws = sample_values(net, self.scaler, rows, tok.pad_id, how)
+        else:
+            draws = sample_digits(net, codec, rows, tok.pad_id, how)
+        return self.to_target_units(draws, X)
 
     def predict(
         self,
@@ -338,7 +377,8 @@ class RegressionLM:
         """
         check_level(level)  # before the (costly) sampling
         cal = self.calibration if calibrated else None
-        return Predictions.from_draws(self.sample(X, samples, seed=seed), level, cal)
+        tasks = None if self.task_key is None else task_ids(inputs_of(X), self.task_key)
+        return Predictions.from_draws(self.sample(X, samples, seed=seed), level, cal, tasks)
 
     def predict_interval(
         self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
@@ -355,85 +395,31 @@ class RegressionLM:
         samples: int = 64,
         level: float = 0.8,
         seed: int = 0,
-    ) -> dict[str, dict[str, float]]:
-        """Metrics per objective: n, spearman, kendall, mae, mape, r2, interval coverage and width."""
+        per_task: bool = False,
+    ) -> dict[str, Any]:
+        """Metrics per objective: n, spearman, kendall, mae, mape, r2, interval coverage and width.
+
+        ``per_task=True`` (a model with a ``task_key``): {task: {objective: metrics}} instead.
+        """
         _, codec, _ = self._check_fitted()
+        if per_task and self.task_key is None:
+            raise ValueError("per_task=True needs a model fitted with task_key=...")
         ex = as_examples(X, y, self.targets)
-        return score(
-            ex, codec.names, self.distribution(ex, samples=samples, level=level, seed=seed)
-        )
+        pred = self.distribution(ex, samples=samples, level=level, seed=seed)
+        if per_task:
+            assert self.task_key is not None
+            return score_by_task(ex, codec.names, pred, task_ids(inputs_of(ex), self.task_key))
+        return score(ex, codec.names, pred)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write model.safetensors, config.json and tokenizer.json into ``directory``."""
-        from safetensors.torch import save_file
-
-        tok, codec, net = self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-        save_file(
-            state, str(d / "model.safetensors"), metadata={"format": "rlm", "version": __version__}
-        )
-        tok.save(d / "tokenizer.json")
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "rlm_version": __version__,
-            "model": self.model_config.to_dict(),
-            "train": self.train_config.to_dict(),
-            "serializer": self.serializer.to_dict(),
-            "numbers": self.numbers.to_dict(),
-            "targets": codec.to_dict(),
-            "scaler": None if self.scaler is None else self.scaler.to_dict(),
-            "inputs": {
-                "kind": "text" if self.fields is None else "fields",
-                "fields": None if self.fields is None else self.fields.to_dict(),
-            },
-            "training": self.training_summary,
-            "calibration": None if self.calibration is None else self.calibration.to_dict(),
-        }
-        (d / "config.json").write_text(json.dumps(meta, indent=2))
-        return d
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> RegressionLM:
         """Rebuild a saved model; never unpickles anything."""
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        for name in ("config.json", "tokenizer.json", "model.safetensors"):
-            if not (d / name).is_file():
-                raise ValueError(
-                    f"{d} is not an rlm checkpoint: {name} is missing (save with .save(dir))"
-                )
-        meta = json.loads((d / "config.json").read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {meta.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        codec = TargetCodec.from_dict(meta["targets"])
-        m = cls(
-            model=ModelConfig.from_dict(meta["model"]),
-            numbers=NumberConfig.from_dict(meta["numbers"]),
-            serializer=SerializerConfig.from_dict(meta["serializer"]),
-            train=TrainConfig.from_dict(meta["train"]),
-            targets=codec.names,
-        )
-        m.tokenizer = InputTokenizer.load(d / "tokenizer.json")
-        m.vocab_config = m.tokenizer.config
-        m.codec = codec
-        inputs = meta.get("inputs") or {"kind": "text", "fields": None}  # rlm 0.1: text only
-        if inputs["kind"] == "fields":
-            m.fields = FieldEncoder.from_dict(inputs["fields"], m.tokenizer)
-            m.field_config = m.fields.config
-        m.inputs = inputs["kind"]
-        scaler = meta.get("scaler")
-        m.scaler = None if scaler is None else TargetScaler.from_dict(scaler)
-        m.net = m._network()
-        m.net.load_state_dict(load_file(str(d / "model.safetensors")))
-        m.net.eval()
-        m.training_summary = meta.get("training")
-        cal = meta.get("calibration")
-        m.calibration = None if cal is None else IntervalCalibration.from_dict(cal)
-        return m
+        return load_model(cls, directory)
 
     def __repr__(self) -> str:
         n = self.net.num_params() if self.net is not None else None

@@ -10,8 +10,10 @@ import typer
 
 from ..checkpoint import check_checkpoint, checkpoint_targets
 from ..io import Example
+from ..io.examples import inputs_of
 from ..predict.metrics import check_level
 from ..predict.summary import score
+from ..predict.tasks import task_ids
 from .app import app, err, out, user_errors
 from .files import load_model, read_labeled, saved_layout, split_rows, splits_of
 from .format import metrics_table
@@ -84,8 +86,9 @@ def evaluate(
         if report is not None:
             from .report import write_report
 
+            tasks = None if model.task_key is None else task_ids(inputs_of(rows), model.task_key)
             write_report(
-                report, directory, data, scope, rows, names, pred, metrics, model.calibration
+                report, directory, data, scope, rows, names, pred, metrics, model.calibration, tasks
             )
             err.print(f"wrote {report}")
         if as_json:

@@ -46,10 +46,11 @@ def info(
             "params": params,
             "targets": meta["targets"]["names"],
             "inputs": "text" if fields is None else "fields",
+            "task_key": (meta.get("inputs") or {}).get("task_key"),
             "input_vocab_size": tok.vocab_size,
             "epochs_logged": len(history),
             # intervals are calibrated when train had validation rows (split-conformal)
-            "calibrated_on_rows": (meta.get("calibration") or {}).get("rows"),
+            "calibrated_on_rows": _calibrated_rows(meta.get("calibration")),
         }
         best = best_valid_loss(history)
         if best is not None:
@@ -97,6 +98,15 @@ def info(
             out.print(kv_table("training run", training))
         if layout:
             out.print(kv_table("data (rlm train)", layout))
+
+
+def _calibrated_rows(cal: Mapping[str, Any] | None) -> Any:
+    """Held-out rows per objective; per task too when calibrated per task."""
+    if cal is None:
+        return None
+    if "tasks" not in cal:
+        return cal["rows"]
+    return {"all": cal["pooled"]["rows"], **{t: c["rows"] for t, c in cal["tasks"].items()}}
 
 
 def _fields(meta: Mapping[str, Any], tok: Any) -> dict[str, Any] | None:

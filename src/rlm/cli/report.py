@@ -12,8 +12,8 @@ import numpy as np
 
 from ..io import Example
 from ..predict import plots
-from ..predict.calibration import IntervalCalibration, quantile_table
 from ..predict.summary import Predictions
+from ..predict.tasks import Calibration, calibrated_quantiles
 from .format import METRICS, fmt, safe_name
 
 LEVELS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])  # calibration plot
@@ -28,8 +28,10 @@ def write_report(
     names: Sequence[str],
     pred: Predictions,
     metrics: Mapping[str, Mapping[str, float]],
-    calibration: IntervalCalibration | None,
+    calibration: Calibration | None,
+    tasks: Sequence[str] | None = None,
 ) -> None:
+    """``tasks``: each row's task, for a model calibrated per task."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# rlm evaluation: `{directory.name}`",
@@ -50,7 +52,7 @@ def write_report(
     for k, name in enumerate(names):
         if name in metrics:
             base = f"{path.stem}_{safe_name(name)}"
-            _plot_target(path.parent, base, rows, k, name, pred, metrics[name], calibration)
+            _plot_target(path.parent, base, rows, k, name, pred, metrics[name], calibration, tasks)
             lines += [
                 f"## {name}",
                 "",
@@ -72,7 +74,8 @@ def _plot_target(
     name: str,
     pred: Predictions,
     metrics: Mapping[str, float],
-    calibration: IntervalCalibration | None,
+    calibration: Calibration | None,
+    tasks: Sequence[str] | None,
 ) -> None:
     """The three plots of objective ``k``, over the rows that have it."""
     have = [i for i, e in enumerate(rows) if name in e.y]
@@ -90,6 +93,7 @@ def _plot_target(
     empirical = []
     for lv in LEVELS:
         a = (1 - lv) / 2
-        lo, hi = quantile_table(pred.draws[have], [a, 1 - a], calibration)[:, :, k]
+        row_tasks = None if tasks is None else [tasks[i] for i in have]
+        lo, hi = calibrated_quantiles(pred.draws[have], [a, 1 - a], calibration, row_tasks)[:, :, k]
         empirical.append(float(np.mean((true >= lo) & (true <= hi))))
     plots.calibration(LEVELS, empirical, folder / f"{base}_calibration.png", name)

@@ -135,6 +135,14 @@ InputsOption = Annotated[
         "input is a mapping).",
     ),
 ]
+TaskKey = Annotated[
+    str | None,
+    typer.Option(
+        help="The input field naming each row's task when one model serves several (e.g. "
+        "system): weights selected on the tasks' mean valid Spearman (with --select spearman), "
+        "intervals calibrated per task.",
+    ),
+]
 SelectOption = Annotated[
     Select,
     typer.Option(
@@ -188,6 +196,7 @@ def train(
     max_length: MaxLength = VocabConfig.max_length,
     pattern: Pattern = None,
     inputs: InputsOption = InputsKind.auto,
+    task_key: TaskKey = None,
     select: SelectOption = Select.loss,
     samples: ValidSamples = 64,
     level: ValidLevel = 0.8,
@@ -239,6 +248,7 @@ def train(
             train=train_cfg,
             targets=target or None,
             inputs=inputs.value,
+            task_key=task_key,
         )
         err.print(
             f"training a model (preset {preset.value}) on {len(train_rows):,} rows"

@@ -35,6 +35,11 @@ class ModelConfig:
     # standardised, log scale for positive targets spanning decades); "gaussian", the same
     # head writing a mean and a log-variance, so the point estimate also gets an interval
     head: Literal["digits", "mse", "gaussian"] = "digits"
+    # a value head's ensemble, after TabM (Gorishniy et al., ICLR 2025): ``members`` models that
+    # share every weight except a random +-1 scaling of the encoder's input and the head's
+    # output layer, trained side by side on each batch; the point is their mean, the Gaussian
+    # head's samples are their mixture. Costs ``members`` x the compute of one.
+    members: int = 1
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
@@ -50,6 +55,13 @@ class ModelConfig:
             raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
         if self.head not in ("digits", "mse", "gaussian"):
             raise ValueError(f"head={self.head!r}: choose 'digits', 'mse' or 'gaussian'")
+        if self.members < 1:
+            raise ValueError(f"members={self.members}: must be >= 1")
+        if self.members > 1 and self.head == "digits":
+            raise ValueError(
+                f"members={self.members} ensembles a value head: set head='mse' or "
+                "'gaussian' (the digit decoder samples a distribution by itself)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

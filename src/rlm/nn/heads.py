@@ -6,8 +6,14 @@ by the Gaussian negative log-likelihood, so its point estimate comes with an int
 are one forward pass, no decoding loop: the regression-LM paper reports that digit decoding
 beats such heads; ``benchmarks/accuracy.py`` measures whether that holds here.
 
-Shapes: B inputs, T positions, D encoder width, K objectives, S samples, C = 1 (mse) or
-2 (gaussian) outputs per objective.
+With ``members`` M > 1 the encoder runs once per member on its own scaling of the input
+(``RegressionTransformer.values``) and each member has its own output layer: an ensemble at
+about the parameters of one model (TabM's recipe). Each member is trained on its own loss; the
+point is the members' mean, and the Gaussian samples are their mixture (sample s from member
+s mod M), so the interval carries the members' disagreement as well as their noise.
+
+Shapes: B inputs, T positions, D encoder width, M members, K objectives, S samples, C = 1 (mse)
+or 2 (gaussian) outputs per objective.
 """
 
 from __future__ import annotations
@@ -20,53 +26,62 @@ MIN_VARIANCE = 1e-4  # on the unit scale: a floor that keeps the likelihood fini
 
 
 class ValueHead(nn.Module):
-    """Pooled encoder states (B, D) -> (B, K, C)."""
+    """Pooled encoder states of each member (B*M, D) -> (B, M, K, C)."""
 
-    def __init__(self, d: int, objectives: int, gaussian: bool) -> None:
+    def __init__(self, d: int, objectives: int, gaussian: bool, members: int = 1) -> None:
         super().__init__()
         self.objectives, self.outputs = objectives, 2 if gaussian else 1
+        self.members = members
         self.ln = nn.LayerNorm(d)
         self.fc = nn.Linear(d, d)
-        self.out = nn.Linear(d, objectives * self.outputs)
+        # every member's output layer in one matrix; member m reads its own block (below)
+        self.out = nn.Linear(d, members * objectives * self.outputs)
 
     def forward(self, memory: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """memory (B, T, D), pad (B, T) True at padding -> (B, K, C)"""
-        keep = (~pad)[..., None].to(memory.dtype)  # (B, T, 1)
-        pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D): mean over inputs
+        """memory (B*M, T, D), pad (B*M, T) True at padding, rows member-minor -> (B, M, K, C)"""
+        keep = (~pad)[..., None].to(memory.dtype)  # (B*M, T, 1)
+        pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B*M, D): mean over inputs
         h = F.gelu(self.fc(self.ln(pooled)))
-        return self.out(h).view(-1, self.objectives, self.outputs)  # (B, K, C)
+        m, k, c = self.members, self.objectives, self.outputs
+        out = self.out(h).view(-1, m, m, k, c)  # (B, M rows, M output blocks, K, C)
+        # row m's own block: (B, K, C, M) from the diagonal, then members before objectives
+        return torch.diagonal(out, dim1=1, dim2=2).permute(0, 3, 1, 2)
 
 
 def variance(out: torch.Tensor) -> torch.Tensor:
-    """(B, K, 2) head output -> (B, K) variance: softplus keeps it positive and smooth."""
+    """(..., 2) head output -> (...) variance: softplus keeps it positive and smooth."""
     return F.softplus(out[..., 1]) + MIN_VARIANCE
 
 
 def value_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over present objectives of the squared error (C = 1) or the Gaussian NLL (C = 2)."""
-    mu = out[..., 0]  # (B, K)
+    """Mean over members and present objectives of the squared error (C = 1) or the Gaussian
+    NLL (C = 2): out (B, M, K, C), target and mask (B, K)."""
+    mu = out[..., 0]  # (B, M, K)
+    target, mask = target[:, None, :], mask[:, None, :]  # (B, 1, K): every member's target
     if out.shape[-1] == 1:
         per = (mu - target) ** 2
     else:
         var = variance(out)
         per = 0.5 * (var.log() + (target - mu) ** 2 / var)
-    return (per * mask).sum() / mask.sum().clamp_min(1.0)
+    return (per * mask).sum() / (mask.sum() * mu.shape[1]).clamp_min(1.0)
 
 
 def value_draws(
     out: torch.Tensor, uniforms: torch.Tensor | None, temperature: float = 1.0
 ) -> torch.Tensor:
-    """(B, K, C) head output -> draws (B, S, K) on the unit scale.
+    """(B, M, K, C) head output -> draws (B, S, K) on the unit scale.
 
-    Gaussian: ``mu + temperature * sigma * Phi^-1(u)`` from the caller's uniforms (B, S, K), so
-    a seed gives the same draws however the inputs are batched. MSE has no spread: every draw
-    is the point. Without uniforms (greedy) both return the mean, S = 1 (it broadcasts).
+    Gaussian: sample s is ``mu + temperature * sigma * Phi^-1(u)`` of member s mod M, from the
+    caller's uniforms (B, S, K), so a seed gives the same draws however the inputs are batched.
+    MSE has no spread: every draw is the members' mean. Without uniforms (greedy) both return
+    the members' mean, S = 1 (it broadcasts).
     """
-    mu = out[..., 0].double()[:, None, :]  # (B, 1, K)
     if uniforms is None or out.shape[-1] == 1:
         s = 1 if uniforms is None else uniforms.shape[1]
-        return mu.expand(-1, s, -1)
-    sigma = temperature * variance(out).double().sqrt()[:, None, :]  # (B, 1, K)
+        return out[..., 0].double().mean(1, keepdim=True).expand(-1, s, -1)  # (B, S, K)
+    member = torch.arange(uniforms.shape[1]) % out.shape[1]  # (S,) the member of each sample
+    mu = out[:, member, :, 0].double()  # (B, S, K)
+    sigma = temperature * variance(out[:, member]).double().sqrt()  # (B, S, K)
     # keep u strictly inside (0, 1): Phi^-1 is infinite at the ends
     u = uniforms.clamp(1e-12, 1 - 1e-12)
     return mu + sigma * torch.special.ndtri(u)

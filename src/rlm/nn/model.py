@@ -198,7 +198,14 @@ class RegressionTransformer(nn.Module):
         self.ln_enc = nn.LayerNorm(cfg.d_model)
         self.value_head = None
         if cfg.head != "digits":  # a value head replaces the whole decoder
-            self.value_head = ValueHead(cfg.d_model, objectives, cfg.head == "gaussian")
+            self.value_head = ValueHead(
+                cfg.d_model, objectives, cfg.head == "gaussian", cfg.members
+            )
+            # each member's +-1 scaling of the encoder input (TabM's random-sign init): the
+            # members start as different functions of the same weights; learnt from there on
+            if cfg.members > 1:
+                signs = torch.randint(0, 2, (cfg.members, cfg.d_model)).float() * 2 - 1
+                self.member_scale = nn.Parameter(signs)
         else:
             self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
             self.dec_pos = nn.Embedding(out_len, cfg.dec_d_model)
@@ -248,17 +255,26 @@ class RegressionTransformer(nn.Module):
 
     def encode(self, src: Source) -> torch.Tensor:
         """src (B, T) positions -> memory (B, T, D)."""
-        x = self.embed(src)
-        mask = self.attn_mask(src.pad)
+        return self._encoder(self.embed(src), src.pad)
+
+    def _encoder(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Input vectors (B, T, D) -> memory (B, T, D)."""
+        mask = self.attn_mask(pad)
         for block in self.encoder:
             x = block(x, mask)
         return self.ln_enc(x)
 
     def values(self, src: Source) -> torch.Tensor:
-        """The value head's output (B, K, C) for a model built with head "mse" or "gaussian"."""
+        """The value head's output (B, M, K, C) for a model built with head "mse" or "gaussian"."""
         if self.value_head is None:
             raise ValueError("this model decodes digits: it has no value head")
-        return self.value_head(self.encode(src), src.pad)
+        x, pad = self.embed(src), src.pad
+        m = self.cfg.members
+        if m > 1:  # one encoder pass per member, each on its own scaling of the input
+            b, t, d = x.shape
+            x = (x[:, None] * self.member_scale[None, :, None, :]).reshape(b * m, t, d)
+            pad = pad.repeat_interleave(m, dim=0)  # (B*M, T), rows member-minor like x
+        return self.value_head(self._encoder(x, pad), pad)
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per decoder layer, the memory's keys and values: each (B, h, T, dh)."""

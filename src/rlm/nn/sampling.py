@@ -88,7 +88,7 @@ def sample_values(
     bs = how.batch_size or 1024
     net.eval()
     for i in range(0, len(rows), bs):
-        head = net.values(collate(rows[i : i + bs], pad_id))  # (b, K, C)
+        head = net.values(collate(rows[i : i + bs], pad_id))  # (b, M, K, C)
         rows_u = None if u is None else u[i : i + bs]
         z[i : i + bs] = value_draws(head, rows_u, cfg.temperature).numpy()  # (b, n or 1, K)
     return scaler.inverse(z)[..., : how.k]

@@ -1,6 +1,6 @@
 """Summaries of a sampling pass: per input and objective, the median and a central interval,
-and metrics per objective over the rows that have it. Shared by ``RegressionLM``, ``rlm eval``
-and the benchmarks. Torch-free.
+and metrics per objective over the rows that have it (within each task for a shared model).
+Shared by ``RegressionLM``, ``rlm eval`` and the benchmarks. Torch-free.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io import Example
-from .calibration import IntervalCalibration, quantile_table
 from .metrics import check_level, regression_metrics
+from .tasks import Calibration, calibrated_quantiles, groups
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,27 @@ class Predictions:
 
     @classmethod
     def from_draws(
-        cls, draws: np.ndarray, level: float, calibration: IntervalCalibration | None = None
+        cls,
+        draws: np.ndarray,
+        level: float,
+        calibration: Calibration | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> Predictions:
+        """``tasks``: each row's task, needed by a per-task calibration."""
         a = (1.0 - check_level(level)) / 2.0
-        lower, upper = quantile_table(draws, [a, 1.0 - a], calibration)
+        lower, upper = calibrated_quantiles(draws, [a, 1.0 - a], calibration, tasks)
         return cls(np.median(draws, axis=1), lower, upper, draws, level, calibration is not None)
+
+    def subset(self, idx: np.ndarray) -> Predictions:
+        """The rows ``idx`` of this pass."""
+        return Predictions(
+            self.point[idx],
+            self.lower[idx],
+            self.upper[idx],
+            self.draws[idx],
+            self.level,
+            self.calibrated,
+        )
 
 
 def score(
@@ -50,3 +66,13 @@ def score(
         )
         report[name] = {"n": len(have), **metrics}
     return report
+
+
+def score_by_task(
+    rows: Sequence[Example], names: Sequence[str], pred: Predictions, tasks: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``score`` within each task: {task: {objective: metrics}}, tasks in first-seen order."""
+    return {
+        task: score([rows[i] for i in idx], names, pred.subset(idx))
+        for task, idx in groups(tasks).items()
+    }

@@ -41,6 +41,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "serving needs the 'serve' extra: pip install 'rlm[serve]' (fastapi, uvicorn, httpx)"
     ) from e
 
+from ..predict.tasks import task_ids
 from .batching import MicroBatcher, QueueFull, sample_jobs
 from .schema import (
     PredictRequest,
@@ -242,6 +243,7 @@ def _predict_route(app: FastAPI, served: Mapping[str, Served], config: ServeConf
         inputs = req.inputs if isinstance(req.inputs, list) else [req.inputs]
         samples = _checked_request(req, len(inputs), config)
         _checked_texts(s.model, inputs, config)
+        tasks = _checked_tasks(s.model, inputs)
         try:
             draws = await s.batcher.submit(inputs, samples, req.seed)
         except QueueFull as e:
@@ -266,10 +268,21 @@ def _predict_route(app: FastAPI, served: Mapping[str, Served], config: ServeConf
                 req.level,
                 req.return_samples,
                 s.model.calibration,
+                tasks,
             ),
             "elapsed_ms": round(1000 * (time.perf_counter() - start), 3),
         }
         return JSONResponse(body)
+
+
+def _checked_tasks(model: RegressionLM, inputs: list[Any]) -> list[str] | None:
+    """Each input's task, for a model shared by tasks (422 when an input names none)."""
+    if model.task_key is None:
+        return None
+    try:
+        return task_ids(inputs, model.task_key)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from e
 
 
 def _checked_request(req: PredictRequest, n_inputs: int, config: ServeConfig) -> int:

@@ -243,6 +243,6 @@ def sample_jobs(
         at = 0
         for i in members:
             n = len(jobs[i].inputs)
-            results[i] = draws[at : at + n]
+            results[i] = model.to_target_units(draws[at : at + n], jobs[i].inputs)
             at += n
     return [r for r in results if r is not None]

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..checkpoint import best_valid_loss, read_history
-from ..predict.calibration import IntervalCalibration, quantile_table
+from ..predict.tasks import Calibration, calibrated_quantiles
 
 if TYPE_CHECKING:
     from ..api import RegressionLM
@@ -160,16 +160,18 @@ def summarise(
     quantiles: Sequence[float],
     level: float,
     return_samples: bool,
-    calibration: IntervalCalibration | None = None,
+    calibration: Calibration | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Draws (n, S, K) -> per input, per objective: point, mean, std, interval, quantiles.
 
     Interval and quantiles are the model's calibrated ones when it has a calibration (the
-    same ``quantile_table`` as ``RegressionLM.distribution``), so both answer alike.
+    same ``calibrated_quantiles`` as ``RegressionLM.distribution``), so both answer alike;
+    ``tasks`` names each input's task for a model calibrated per task.
     """
     a = (1.0 - level) / 2.0
     qs = [*quantiles, 0.5, a, 1.0 - a]
-    table = quantile_table(draws, qs, calibration)  # (Q, n, K)
+    table = calibrated_quantiles(draws, qs, calibration, tasks)  # (Q, n, K)
     mean, std = draws.mean(axis=1), draws.std(axis=1)
     nq = len(quantiles)
     out = []
