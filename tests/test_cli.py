@@ -276,3 +276,21 @@ def test_help_lists_commands_and_import_is_torch_free() -> None:
 
 def test_preset_choices_match_the_config_presets() -> None:
     assert {p.value for p in Preset} == {*PRESETS, "auto"}
+
+
+def test_a_shared_model_trains_evaluates_and_reports_per_task(tmp_path: Path) -> None:
+    rows = []
+    for i in range(120):
+        system = ["up", "down"][i % 2]
+        a = float(i % 13)
+        y = 100.0 + 10 * a if system == "up" else 5.0 - 0.1 * a
+        split = "train" if i < 80 else ("valid" if i < 100 else "test")
+        rows.append({"x": {"system": system, "a": a}, "y": {"t": y}, "split": split})
+    write_jsonl(tmp_path / "shared.jsonl", rows)
+    out = tmp_path / "shared"
+    ok(_train(tmp_path / "shared.jsonl", out, "--target", "t", "--task-key", "system"))
+    body = json.loads(ok(run("eval", out, tmp_path / "shared.jsonl", "--json", *FAST)).stdout)
+    assert set(body["per_task"]) == {"up", "down"} and body["all"]["t"]["n"] == 20
+    assert "per task (system)" in ok(run("eval", out, tmp_path / "shared.jsonl", *FAST)).output
+    info = json.loads(ok(run("info", out, "--json")).stdout)["summary"]
+    assert info["task_key"] == "system" and set(info["calibrated_on_rows"]) == {"all", "up", "down"}

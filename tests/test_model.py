@@ -299,3 +299,34 @@ def test_refit_with_other_objectives_drops_the_old_calibration() -> None:
     m.train_config = TrainConfig(max_epochs=1, select="spearman", progress=False)
     m.fit(xs, ys, valid=(vx, vy))
     assert m.calibration is not None and m.calibration.objectives == 1
+
+
+def test_weight_average_tracks_and_swaps_in_for_validation() -> None:
+    from torch import nn
+
+    from rlm.nn.averaging import WeightAverage
+
+    net = nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        net.weight.fill_(1.0)  # the weights jump; the average follows step by step
+    for _ in range(200):
+        ema.update(net)
+    assert ema.avg["weight"].sum().item() == pytest.approx(2.0, abs=1e-6)
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    with ema.applied(net):
+        assert net.weight.sum().item() == pytest.approx(2.0, abs=1e-6)
+    assert net.weight.sum().item() == 10.0  # the raw weights are back
+    with pytest.raises(ValueError, match="ema=1.0"):
+        TrainConfig(ema=1.0)
+
+
+def test_training_with_weight_averaging_keeps_the_selected_average() -> None:
+    xs, ys = [f"row {i}" for i in range(24)], [float(i) for i in range(24)]
+    cfg = TrainConfig(max_epochs=3, batch_size=8, ema=0.9, seed=0, progress=False)
+    m = RegressionLM(model="tiny", train=cfg).fit(xs[:16], ys[:16], valid=(xs[16:], ys[16:]))
+    assert m.result is not None and m.result.best_epoch >= 1
+    assert np.isfinite(m.predict(xs[16:], samples=4)).all()

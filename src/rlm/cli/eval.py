@@ -12,11 +12,11 @@ from ..checkpoint import check_checkpoint, checkpoint_targets
 from ..io import Example
 from ..io.examples import inputs_of
 from ..predict.metrics import check_level
-from ..predict.summary import score
+from ..predict.summary import score, score_by_task
 from ..predict.tasks import task_ids
 from .app import app, err, out, user_errors
 from .files import load_model, read_labeled, saved_layout, split_rows, splits_of
-from .format import metrics_table
+from .format import metrics_table, task_table
 from .options import CheckpointDir, Samples, SamplingSeed, SavedXColumn, SavedXColumns, SavedXKey
 
 LabeledData = Annotated[
@@ -41,7 +41,12 @@ Report = Annotated[
     ),
 ]
 AsJson = Annotated[
-    bool, typer.Option("--json", help="Print metrics as JSON (target -> metric -> value).")
+    bool,
+    typer.Option(
+        "--json",
+        help="Print metrics as JSON (target -> metric -> value; for a model with a task key, "
+        '{"all": ..., "per_task": {task: {target: {metric: value}}}}).',
+    ),
 ]
 
 
@@ -91,11 +96,17 @@ def evaluate(
                 report, directory, data, scope, rows, names, pred, metrics, model.calibration, tasks
             )
             err.print(f"wrote {report}")
+        per_task = None
+        if model.task_key is not None:
+            per_task = score_by_task(rows, names, pred, task_ids(inputs_of(rows), model.task_key))
         if as_json:
-            typer.echo(json.dumps(metrics, indent=2))
+            body = metrics if per_task is None else {"all": metrics, "per_task": per_task}
+            typer.echo(json.dumps(body, indent=2))
             return
         title = f"{data.name}, {scope}: {len(rows):,} rows, {samples} samples per input"
         out.print(metrics_table(metrics, title, level))
+        if per_task is not None:
+            out.print(task_table(per_task, f"per task ({model.task_key})", level))
 
 
 def _scored_rows(rows: list[Example], data: Path, split: str | None) -> tuple[list[Example], str]:

@@ -48,6 +48,24 @@ def metrics_table(report: Mapping[str, Mapping[str, float]], title: str, level: 
     return table
 
 
+def task_table(
+    per_task: Mapping[str, Mapping[str, Mapping[str, float]]], title: str, level: float
+) -> Table:
+    """A shared model's scores: one row per task, n / Spearman / MAPE / coverage per target."""
+    names = list(dict.fromkeys(n for per in per_task.values() for n in per))
+    table = Table(title=title, title_justify="left")
+    table.add_column("task")
+    cols = (("n", "int"), ("spearman", "corr"), ("mape", "g"), ("coverage", "pct"))
+    for name in names:
+        for key, _ in cols:
+            label = f"cov @{level:.0%}" if key == "coverage" else key
+            table.add_column(f"{name} {label}" if len(names) > 1 else label, justify="right")
+    for task, per in per_task.items():
+        cells = [fmt(per.get(n, {}).get(key), kind) for n in names for key, kind in cols]
+        table.add_row(task, *cells)
+    return table
+
+
 def kv_table(title: str, items: Mapping[str, Any]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("key", style="bold")

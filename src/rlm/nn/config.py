@@ -132,6 +132,9 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation evaluations
     eval_samples: int = 16  # samples per input when select="spearman"
     label_smoothing: float = 0.0
+    # decay of an exponential moving average of the weights, validated and kept instead of
+    # the raw weights (``rlm.nn.averaging``); 0 keeps the raw weights
+    ema: float = 0.0
     seed: int = 0
     progress: bool = True
 
@@ -148,6 +151,8 @@ class TrainConfig:
             raise ValueError(f"warmup_frac={self.warmup_frac}: must be in [0, 1)")
         if not 0.0 <= self.cooldown_frac <= 1.0:
             raise ValueError(f"cooldown_frac={self.cooldown_frac}: must be in [0, 1] (0: none)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: a decay in [0, 1), e.g. 0.99 (0: no averaging)")
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be >= 1")
 

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -20,6 +21,7 @@ import torch
 
 from ..numbers.scaling import ScaledTargets
 from ..numbers.targets import EncodedTargets
+from .averaging import WeightAverage
 from .config import TrainConfig
 from .decoding import GrammarTable
 from .heads import value_loss
@@ -249,6 +251,7 @@ def train(
         metrics_file = (run_dir / "metrics.jsonl").open("a")
 
     best = _Best()
+    ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     step, epoch = 0, 0
     result = TrainResult(-1, math.nan, 0, 0, 0.0)
     start = time.perf_counter()
@@ -262,6 +265,8 @@ def train(
             for idx in length_batches(lengths, cfg.batch_size, rng):
                 batch = make_batch(idx, src, targets, pad_id)
                 loss = _step(model, opt, batch, grammar, cfg, sched.lr(step))
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 ep_loss += loss * len(idx)
                 ep_n += len(idx)
@@ -283,8 +288,9 @@ def train(
             if sched.cooldown:
                 row["cooldown"] = True
             if valid is not None and (epoch % cfg.eval_every == 0 or done):
-                score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
-                best.update(score, epoch, model)
+                with ema.applied(model) if ema is not None else nullcontext():
+                    score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
+                    best.update(score, epoch, model)
             result.history.append(row)
             _record(row, metrics_file, None if progress else log)
             if done:
@@ -303,6 +309,8 @@ def train(
             metrics_file.close()
     if best.state is not None:
         model.load_state_dict(best.state)
+    elif ema is not None:  # no validation: the average of the last steps
+        model.load_state_dict(ema.avg)
     model.eval()
     result.best_epoch, result.best_score = best.epoch, best.score
     result.epochs, result.steps, result.seconds = epoch, step, time.perf_counter() - start
