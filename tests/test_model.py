@@ -320,7 +320,7 @@ def test_weight_average_tracks_and_swaps_in_for_validation() -> None:
     with ema.applied(net):
         assert net.weight.sum().item() == pytest.approx(2.0, abs=1e-6)
     assert net.weight.sum().item() == 10.0  # the raw weights are back
-    with pytest.raises(ValueError, match="ema=1.0"):
+    with pytest.raises(ValueError, match=r"ema=1\.0"):
         TrainConfig(ema=1.0)
 
 
