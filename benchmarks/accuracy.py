@@ -15,12 +15,19 @@ runs in the same process on the same rows:
 * ``rlm``: one RLM per task (``model="auto"``: ``compact`` for configurations, read as fields,
   and ``small`` for text; ``tiny`` in ``--quick``), early stopping and weight selection on
   valid Spearman, capped by a wall-clock budget per fit;
+* ``rlm_mse``: the same single-task RLM on configurations with an MSE head in place of the
+  digit decoder (``preset("compact", head="mse")``), for the digits-vs-regression-head ablation;
 * ``rlm_multi``: one RLM shared by a family of tasks, evaluated per task. Its training time and
   parameters are those of the shared model, repeated on each row.
   - ``systems`` (multi-task): ONE RLM trained on every selected system at once, with the
-    system's name in the input (``{"system": name, **config}``);
+    system's name in the input (``{"system": name, **config}``) and ``task_key="system"``:
+    per-system target scales, selection on the systems' mean valid Spearman, per-system
+    calibration; the MSE head (``MULTI_HEAD``, the best measured for it);
   - ``nas201`` (multi-objective): ONE RLM decoding ``cifar10_test_acc`` then the two device
     latencies, each conditioned on the ones before, on the same rows as the single-task fits.
+* ``rlm_multi_ft`` (systems): the shared model fine-tuned on each system's own rows
+  (``RegressionLM.fine_tune``, a quarter of the single-task budget, its own selection and
+  calibration); its training time is the shared fit's plus the fine-tune's.
 
 Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.predict.calibration``);
 the tables give the calibrated 80% coverage and width, and the raw (uncalibrated) coverage of
@@ -101,7 +108,7 @@ SYSTEM_TARGETS = {
     "x264": "psnr_db",
 }
 QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kernelbench")
-METHODS = ("mean", "tfidf_ridge", "gbt", *TUNED, "rlm", "rlm_multi")
+METHODS = ("mean", "tfidf_ridge", "gbt", *TUNED, "rlm", "rlm_mse", "rlm_multi", "rlm_multi_ft")
 # learning rate per input kind: field models are compact and train for many more epochs in the
 # budget; 3e-3 measured better than 1e-3 there (x264 at 1,000 rows: 0.925 vs 0.91, 120 s)
 LR = {"config": 3e-3, "nas": 1e-3, "code": 1e-3}
@@ -119,6 +126,10 @@ PATIENCE = 50  # epochs without a better valid Spearman before the cool-down
 # per-system target scales; 0.834 for digits without them)
 MULTI_HEAD: dict[str, Any] = {"head": "mse"}
 MULTI_EMA = 0.0
+# rlm_multi_ft: the shared model fine-tuned on each system for this fraction of the single-task
+# budget (30 s of 120), at a third of the shared fit's learning rate
+MULTI_FINE_TUNE_FRAC = 0.25
+MULTI_FINE_TUNE_LR = 1e-3
 NAS_OBJECTIVES = ("cifar10_test_acc", "latency_ms_gold_6226", "latency_ms_pixel3")
 SHARED = {"systems": "multi-task", "nas201": "multi-objective"}  # families with rlm_multi
 
@@ -290,10 +301,13 @@ def fitted_row(model: RegressionLM, train_s: float) -> dict[str, Any]:
     }
 
 
-def fit_rlm(task: Task, split: Split, s: Settings) -> tuple[dict[str, Any], np.ndarray]:
+def fit_rlm(
+    task: Task, split: Split, s: Settings, head: str = "digits"
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One RLM for the task: the default (digit decoder), or ``head="mse"`` on field inputs."""
     vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
     model = RegressionLM(
-        model=rlm_model(s),
+        model=rlm_model(s) if head == "digits" else preset("compact", head=head),
         targets=[task.target],
         vocab=vocab,
         train=rlm_train_config(s, s.budget_s, task.kind),
@@ -315,8 +329,9 @@ def tagged(system: str, rows: Sequence[Example], target: str) -> list[Example]:
 
 def fit_multi(
     tasks: Sequence[Task], splits: dict[str, Split], s: Settings
-) -> dict[str, dict[str, Any]]:
-    """One RLM on the union of the systems' training rows; metrics per system's test rows."""
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """One RLM on the union of the systems' training rows; metrics per system's test rows
+    (``rlm_multi``), and of a copy fine-tuned on each system's rows (``rlm_multi_ft``)."""
     train: list[Example] = []
     valid: list[Example] = []
     for task in tasks:
@@ -332,18 +347,34 @@ def fit_multi(
     t = time.perf_counter()
     model.fit(train, valid=valid)
     train_s = time.perf_counter() - t  # of the shared model, trained once for all systems
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    tune = replace(
+        model.train_config,
+        time_budget_s=MULTI_FINE_TUNE_FRAC * s.budget_s,
+        lr=MULTI_FINE_TUNE_LR,
+        warmup_frac=0.0,
+    )
     for task in tasks:
         system = task.name.split("/", 1)[1]
-        test = tagged(system, splits[task.name].test, task.target)
-        metrics, _ = rlm_metrics(model, [e.x for e in test], ys(test, "y"), s)
-        out[task.name] = {**metrics, **fitted_row(model, train_s), "shared_train_rows": len(train)}
+        sp = splits[task.name]
+        rows = [tagged(system, r, task.target) for r in (sp.train, sp.valid, sp.test)]
+        x, y = [e.x for e in rows[2]], ys(rows[2], "y")
+        metrics, _ = rlm_metrics(model, x, y, s)
+        out[task.name] = {
+            "rlm_multi": {**metrics, **fitted_row(model, train_s), "shared_train_rows": len(train)}
+        }
+        if "rlm_multi_ft" in s.methods:
+            t = time.perf_counter()
+            tuned = model.fine_tune(rows[0], valid=rows[1], train=tune)
+            tuned_s = train_s + time.perf_counter() - t  # the shared fit, then this system's
+            metrics, _ = rlm_metrics(tuned, x, y, s)
+            out[task.name]["rlm_multi_ft"] = {**metrics, **fitted_row(tuned, tuned_s)}
     return out
 
 
 def fit_multiobjective(
     tasks: Sequence[Task], splits: dict[str, Split], s: Settings
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """One RLM decoding every task's target of the same rows, in task order (NAS: accuracy
     first, then latencies); metrics per objective on the same test rows."""
     targets = [t.target for t in tasks]
@@ -369,10 +400,12 @@ def fit_multiobjective(
     model.fit(joined(first.train), valid=joined(first.valid))
     train_s = time.perf_counter() - t
     test = joined(first.test)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for k, task in enumerate(tasks):
         metrics, _ = rlm_metrics(model, [e.x for e in test], ys(test, task.target), s, k=k)
-        out[task.name] = {**metrics, **fitted_row(model, train_s), "objective_index": k}
+        out[task.name] = {
+            "rlm_multi": {**metrics, **fitted_row(model, train_s), "objective_index": k}
+        }
     return out
 
 
@@ -585,14 +618,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if "rlm" in s.methods:
                 methods["rlm"], bands = fit_rlm(task, split, s)
                 plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
-            if "rlm_multi" in s.methods:
-                methods["rlm_multi"] = None  # filled in below for the SHARED families
+            if "rlm_mse" in s.methods and task.kind == "config":
+                methods["rlm_mse"], _ = fit_rlm(task, split, s, head="mse")
+            for shared in ("rlm_multi", "rlm_multi_ft"):
+                if shared in s.methods:
+                    methods[shared] = None  # filled in below for the SHARED families
             result["sizes"][key] = {
                 "n_train": len(split.train),
                 "n_valid": len(split.valid),
                 "methods": methods,
             }
-            if task.family in SHARED and "rlm_multi" in s.methods:
+            if task.family in SHARED and {"rlm_multi", "rlm_multi_ft"} & set(s.methods):
                 shared_splits.setdefault(task.family, {}).setdefault(size, {})[task.name] = split
             done = ", ".join(
                 f"{m} {r.get('spearman', float('nan')):.3f} ({r['train_s']:.0f}s)"
@@ -610,9 +646,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         fit_shared = fit_multi if family == "systems" else fit_multiobjective
         for size, splits in by_size.items():
             members = [t for t in tasks if t.name in splits]
-            for name, row in fit_shared(members, splits, s).items():
+            for name, rows in fit_shared(members, splits, s).items():
                 key = str(len(splits[name].train))
-                report_tasks[name]["sizes"][key]["methods"]["rlm_multi"] = row
+                report_tasks[name]["sizes"][key]["methods"].update(rows)
             console.print(
                 f"[dim]{family} {SHARED[family]} n={size}: {time.perf_counter() - start:.0f}s total"
             )

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-BASE_METHODS = ("mean", "tfidf_ridge", "gbt", "rlm", "rlm_multi")
+BASE_METHODS = ("mean", "tfidf_ridge", "gbt", "rlm", "rlm_mse", "rlm_multi", "rlm_multi_ft")
 
 
 def load_bench() -> ModuleType:
@@ -65,7 +65,9 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
         (block,) = task["sizes"].values()
         assert block["n_train"] == 60
         methods = block["methods"]
-        assert set(methods) == set(BASE_METHODS)
+        config_only = {"rlm_mse"}  # the MSE-head ablation runs on configurations only
+        want = set(BASE_METHODS) - (set() if name.startswith("systems/") else config_only)
+        assert set(methods) == want
         for method in ("mean", "tfidf_ridge", "gbt", "rlm"):
             assert {"mae", "train_s", "params"} <= set(methods[method]), (name, method)
         assert {"spearman", "kendall", "mape", "r2", "coverage", "width"} <= set(methods["rlm"])
@@ -74,6 +76,8 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
         assert 0.0 <= methods["rlm"]["coverage_raw"] <= 1.0
         if name.startswith("systems/"):
             assert methods["rlm_multi"]["shared_train_rows"] == 60
+            assert methods["rlm_multi_ft"]["calibrated"] == 1.0  # its own calibration
+            assert "spearman" in methods["rlm_mse"]
         else:  # the one multi-objective model, objectives in NAS_OBJECTIVES order
             k = bench.NAS_OBJECTIVES.index(name.split("/")[1])
             assert methods["rlm_multi"]["objective_index"] == k

@@ -10,8 +10,7 @@ beside the weights, so ``load`` rebuilds the exact same predictor.
 
 from __future__ import annotations
 
-import math
-import time
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,8 +36,8 @@ from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import load_model, save_model
 from .predict.calibration import MIN_ROWS, fit_calibration
 from .predict.metrics import check_level
-from .predict.summary import Predictions, score, score_by_task
-from .predict.tasks import Calibration, fit_task_calibration, mean_task_spearman, task_ids
+from .predict.summary import Predictions, mean_spearman, score, score_by_task
+from .predict.tasks import Calibration, fit_task_calibration, task_ids
 
 InputKind = Literal["auto", "text", "fields"]
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
@@ -223,6 +222,34 @@ class RegressionLM:
         With ``valid`` rows, they select the best weights and then (``calibrate=True``, and at
         least 10 rows per objective) calibrate the predictive intervals: see ``calibrate``.
         """
+        train_ex, valid_ex = self._examples(X, y, valid)
+        self._build(train_ex)
+        return self._train(train_ex, valid_ex, run_dir, calibrate)
+
+    def fine_tune(
+        self,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        train: TrainConfig | None = None,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """A copy of this fitted model trained further on ``X`` (e.g. one task of a shared
+        model), with its own weight selection on ``valid`` and its own calibration; this model
+        is left as it is. Inputs are read and targets scaled as this model was fitted, so
+        their keys, targets and tasks should be ones it knows. ``train``: how to train the
+        copy (default: this model's ``TrainConfig``), usually a shorter budget."""
+        self._check_fitted()
+        train_ex, valid_ex = self._examples(X, y, valid)
+        tuned = copy.deepcopy(self)
+        tuned.train_config = train or self.train_config
+        return tuned._train(train_ex, valid_ex, None, calibrate)
+
+    def _examples(
+        self, X: Sequence[Any], y: Any, valid: Sequence[Example] | tuple[Sequence[Any], Any] | None
+    ) -> tuple[list[Example], list[Example] | None]:
+        """Training and validation rows as Examples, checked before any training."""
         train_ex = as_examples(X, y, self.targets)
         if not train_ex:
             raise ValueError("no training examples")
@@ -231,10 +258,19 @@ class RegressionLM:
             valid_ex = (
                 as_examples(*valid, names=self.targets) if isinstance(valid, tuple) else list(valid)
             )
-        if self.task_key is not None:  # every row names its task, before any training
+        if self.task_key is not None:  # every row names its task
             task_ids(inputs_of(train_ex + (valid_ex or [])), self.task_key)
-        self._build(train_ex)
-        # a refit invalidates any earlier calibration, before training samples valid rows
+        return train_ex, valid_ex
+
+    def _train(
+        self,
+        train_ex: Sequence[Example],
+        valid_ex: Sequence[Example] | None,
+        run_dir: str | Path | None,
+        calibrate: bool,
+    ) -> RegressionLM:
+        """Train the built network on the rows, select on ``valid_ex``, then calibrate."""
+        # (re)training invalidates any earlier calibration, before training samples valid rows
         # (select="spearman") with a model whose objectives may differ from the calibration's
         self.calibration = None
         tok, codec, net = self._check_fitted()
@@ -251,16 +287,11 @@ class RegressionLM:
             vsrc = self.encode_inputs(valid_ex)
             valid_data = (vsrc, self._targets(valid_ex))
 
+            tasks = None if self.task_key is None else task_ids(inputs_of(valid_ex), self.task_key)
+
             def score_fn() -> float:
-                # mean valid Spearman over objectives (and tasks); an objective whose predictions
-                # are still constant (early training) has no Spearman and counts as not scoring
                 pred = self.distribution(valid_ex, samples=self.train_config.eval_samples)
-                if self.task_key is not None:
-                    tasks = task_ids(inputs_of(valid_ex), self.task_key)
-                    return mean_task_spearman(score_by_task(valid_ex, codec.names, pred, tasks))
-                report = score(valid_ex, codec.names, pred)
-                scores = [m["spearman"] for m in report.values() if "spearman" in m]
-                return float(np.mean(scores)) if scores else -math.inf
+                return mean_spearman(valid_ex, codec.names, pred, tasks)
 
         self.result = train(
             net,
@@ -273,16 +304,7 @@ class RegressionLM:
             score_fn=score_fn,
             run_dir=Path(run_dir) if run_dir else None,
         )
-        r = self.result
-        self.training_summary = {
-            "best_epoch": r.best_epoch,
-            "best_score": r.best_score,
-            "epochs": r.epochs,
-            "steps": r.steps,
-            "seconds": r.seconds,
-            "stopped": r.stopped,
-            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        self.training_summary = self.result.summary()
         if calibrate and valid_ex and self._calibratable(valid_ex):
             self.calibrate(valid_ex)
         return self

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -161,6 +161,18 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     stopped: str = "max_epochs"
+
+    def summary(self) -> dict[str, Any]:
+        """What a checkpoint records about its training run."""
+        return {
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "stopped": self.stopped,
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..io import Example
 from .metrics import check_level, regression_metrics
-from .tasks import Calibration, calibrated_quantiles, groups
+from .tasks import Calibration, calibrated_quantiles, groups, mean_task_spearman
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,15 @@ def score_by_task(
         task: score([rows[i] for i in idx], names, pred.subset(idx))
         for task, idx in groups(tasks).items()
     }
+
+
+def mean_spearman(
+    rows: Sequence[Example], names: Sequence[str], pred: Predictions, tasks: Sequence[str] | None
+) -> float:
+    """What weight selection maximises: the mean Spearman over objectives, and over tasks when
+    ``tasks`` are given. An objective whose predictions are still constant (early training)
+    has no Spearman and counts as not yet scoring; -inf while none scores."""
+    report = (
+        {"": score(rows, names, pred)} if tasks is None else score_by_task(rows, names, pred, tasks)
+    )
+    return mean_task_spearman(report)
