@@ -43,6 +43,8 @@ Tasks and train sizes (``n/a`` where the train split is smaller: then all of it 
   nas201/latency_ms_pixel3          (phone)                  100, 1000
   pie/memory_kb, pie/cpu_time_ms    Python program           100, 1000
   kernelbench/h100_modal_torch_mean_ms  PyTorch program      all (about 196)
+  x264_ugc/size_bytes               x264 config + a video name  1000 (test videos never in
+                                    training; only when tools/build_x264_ugc.py has built it)
 
 Run:  .venv/bin/python benchmarks/accuracy.py [--quick] [--tasks nas201 systems/LLVM ...]
 Writes benchmarks/results/accuracy.json and accuracy.md (``--quick``: accuracy_quick.*).
@@ -151,6 +153,9 @@ def all_tasks(data: Path) -> list[Task]:
         )
         for s, t in SYSTEM_TARGETS.items()
     ]
+    ugc = data / "x264_ugc" / "x264_ugc.jsonl.gz"
+    if ugc.is_file():  # held-out input names; built by tools/build_x264_ugc.py (not shipped)
+        tasks.append(Task("x264_ugc/size_bytes", "x264_ugc", ugc, "size_bytes", "config", (1000,)))
     for target in NAS_OBJECTIVES:
         tasks.append(
             Task(

@@ -31,10 +31,15 @@ def config_tokens(x: Mapping[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(x.items())]
 
 
+def _is_number(v: Any) -> bool:
+    return v is not None and not isinstance(v, str)
+
+
 def config_features(
     train_x: Sequence[Mapping[str, Any]], other_x: Sequence[Sequence[Mapping[str, Any]]]
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Numeric matrix of configurations: numbers as-is, strings one-hot, ``None`` as NaN.
+    """Numeric matrix of configurations: numbers as-is, strings one-hot, ``None`` as NaN (a key
+    null in every training row gets no column: scikit-learn's trees fail on all-NaN columns).
 
     Columns come from the training rows only, so a string value unseen in training maps to
     all-zero indicators (as a deployed model would see it). Trees handle NaN natively.
@@ -48,6 +53,9 @@ def config_features(
                     categorical.append(f"{k}={v}")
             elif k not in numeric:
                 numeric.append(k)
+    # a key with no number in any training row (always null, or null or a string) gets no
+    # numeric column (order otherwise unchanged)
+    numeric = [k for k in numeric if any(_is_number(x.get(k)) for x in train_x)]
     num_idx = {k: i for i, k in enumerate(numeric)}
     cat_idx = {k: len(numeric) + i for i, k in enumerate(categorical)}
 
