@@ -206,3 +206,19 @@ def test_fine_tune_specialises_a_copy(shared: RegressionLM) -> None:
     assert tuned.predict(up[:3], samples=4).shape == (3, 1)
     with pytest.raises(ValueError, match="not fitted"):
         RegressionLM(model="tiny").fine_tune(up, calibrate=False)
+
+
+def test_server_refuses_an_unseen_task_before_batching(shared: RegressionLM) -> None:
+    from fastapi.testclient import TestClient
+
+    from rlm.serve import ServeConfig, create_app
+
+    with TestClient(create_app({"m": shared}, ServeConfig())) as c:
+        r = c.post("/predict", json={"inputs": [{"system": "sideways", "a": 1.0}], "samples": 4})
+    assert r.status_code == 422 and "'sideways'" in r.json()["detail"]
+
+
+def test_a_bad_target_names_its_row_and_task() -> None:
+    s = TaskScaling.fit([{"t": 1.0}, {"t": 100.0}], ["t"], ["a", "a"], "k")
+    with pytest.raises(ValueError, match=r"row 1 \(task 'a'\).*log space"):
+        s.transform([{"t": 5.0}, {"t": -1.0}], ["a", "a"])

@@ -359,10 +359,12 @@ def _record(row: dict, metrics_file: IO[str] | None, log: Callable[[str], None] 
 
 
 def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on embeddings, norms or biases)."""
+    """AdamW; weight decay on matrices only (not on embeddings, norms, biases or the ensemble
+    members' input scales, which decay would pull towards 0 and so towards each other)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+        matrix = p.dim() >= 2 and "emb" not in name and name != "member_scale"
+        (decay if matrix else no_decay).append(p)
     return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},

@@ -150,9 +150,12 @@ class TaskScaling:
     ) -> list[dict[str, float]]:
         """Each row's targets on its task's unit scale (absent objectives stay absent)."""
         out = []
-        for task, r in zip(tasks, rows, strict=True):
+        for i, (task, r) in enumerate(zip(tasks, rows, strict=True)):
             s = self._scaler(task)
-            z = s.transform([r])
+            try:
+                z = s.transform([r])
+            except ValueError as e:  # name the real row and its task, not "row 0"
+                raise ValueError(f"row {i} (task {task!r}): {e}") from e
             out.append({n: float(z.values[0, k]) for k, n in enumerate(s.names) if n in r})
         return out
 

@@ -280,9 +280,18 @@ def _checked_tasks(model: RegressionLM, inputs: list[Any]) -> list[str] | None:
     if model.task_key is None:
         return None
     try:
-        return task_ids(inputs, model.task_key)
+        tasks = task_ids(inputs, model.task_key)
     except ValueError as e:
         raise HTTPException(422, str(e)) from e
+    known = model.task_scaling.scalers if model.task_scaling is not None else None
+    unknown = sorted({t for t in tasks if known is not None and t not in known})
+    if unknown:  # refused here, not inside a batch where it would fail its batch-mates too
+        raise HTTPException(
+            422,
+            f"task {unknown[0]!r} ({model.task_key!r}) was not in the training data; trained "
+            f"tasks: {sorted(known or ())[:10]}",
+        )
+    return tasks
 
 
 def _checked_request(req: PredictRequest, n_inputs: int, config: ServeConfig) -> int:
