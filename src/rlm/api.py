@@ -136,9 +136,8 @@ class RegressionLM:
         self.task_scaling = None
         if self.task_key is not None:
             tasks = task_ids(inputs_of(examples), self.task_key)
-            self.task_scaling = TaskScaling.fit(
-                [e.y for e in examples], names, tasks, self.task_key
-            )
+            ys = [e.y for e in examples]
+            self.task_scaling = TaskScaling.fit(ys, names, tasks, self.task_key)
         rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
         self.fields, self.scaler = None, None
@@ -185,21 +184,20 @@ class RegressionLM:
             objectives=len(self.codec.names),
         )
 
+    def tasks_of(self, X: Sequence[Any]) -> list[str] | None:
+        """Each input's task (``task_key``); None for a model without one."""
+        return None if self.task_key is None else task_ids(inputs_of(X), self.task_key)
+
     def _unit_rows(self, examples: Sequence[Example]) -> list[Mapping[str, float]]:
         """The targets the output learns: as given, or on each task's unit scale (task_key)."""
-        rows = [e.y for e in examples]
-        if self.task_scaling is None:
-            return rows
-        return self.task_scaling.transform(
-            rows, task_ids(inputs_of(examples), self.task_scaling.key)
-        )
+        rows, scaling = [e.y for e in examples], self.task_scaling
+        return rows if scaling is None else scaling.transform(rows, self.tasks_of(examples) or [])
 
     def to_target_units(self, draws: np.ndarray, X: Sequence[Any]) -> np.ndarray:
         """Draws (B, n, K) as the output writes them -> target units (a no-op without a
         ``task_key``, whose targets are learnt on each task's own scale)."""
-        if self.task_scaling is None:
-            return draws
-        return self.task_scaling.inverse(draws, task_ids(inputs_of(X), self.task_scaling.key))
+        scaling = self.task_scaling
+        return draws if scaling is None else scaling.inverse(draws, self.tasks_of(X) or [])
 
     def _targets(self, examples: Sequence[Example]) -> EncodedTargets | ScaledTargets:
         """What the output trains on: number tokens (digit decoder) or unit-scale floats."""
@@ -258,8 +256,7 @@ class RegressionLM:
             valid_ex = (
                 as_examples(*valid, names=self.targets) if isinstance(valid, tuple) else list(valid)
             )
-        if self.task_key is not None:  # every row names its task
-            task_ids(inputs_of(train_ex + (valid_ex or [])), self.task_key)
+        self.tasks_of(train_ex + (valid_ex or []))  # every row names its task (with a task_key)
         return train_ex, valid_ex
 
     def _train(
@@ -287,7 +284,7 @@ class RegressionLM:
             vsrc = self.encode_inputs(valid_ex)
             valid_data = (vsrc, self._targets(valid_ex))
 
-            tasks = None if self.task_key is None else task_ids(inputs_of(valid_ex), self.task_key)
+            tasks = self.tasks_of(valid_ex)
 
             def score_fn() -> float:
                 pred = self.distribution(valid_ex, samples=self.train_config.eval_samples)
@@ -399,8 +396,9 @@ class RegressionLM:
         """
         check_level(level)  # before the (costly) sampling
         cal = self.calibration if calibrated else None
-        tasks = None if self.task_key is None else task_ids(inputs_of(X), self.task_key)
-        return Predictions.from_draws(self.sample(X, samples, seed=seed), level, cal, tasks)
+        return Predictions.from_draws(
+            self.sample(X, samples, seed=seed), level, cal, self.tasks_of(X)
+        )
 
     def predict_interval(
         self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
@@ -428,9 +426,9 @@ class RegressionLM:
             raise ValueError("per_task=True needs a model fitted with task_key=...")
         ex = as_examples(X, y, self.targets)
         pred = self.distribution(ex, samples=samples, level=level, seed=seed)
-        if per_task:
-            assert self.task_key is not None
-            return score_by_task(ex, codec.names, pred, task_ids(inputs_of(ex), self.task_key))
+        tasks = self.tasks_of(ex)
+        if per_task and tasks is not None:
+            return score_by_task(ex, codec.names, pred, tasks)
         return score(ex, codec.names, pred)
 
     # -- persistence ----------------------------------------------------------------------------

@@ -10,10 +10,8 @@ import typer
 
 from ..checkpoint import check_checkpoint, checkpoint_targets
 from ..io import Example
-from ..io.examples import inputs_of
 from ..predict.metrics import check_level
 from ..predict.summary import score, score_by_task
-from ..predict.tasks import task_ids
 from .app import app, err, out, user_errors
 from .files import load_model, read_labeled, saved_layout, split_rows, splits_of
 from .format import metrics_table, task_table
@@ -88,17 +86,15 @@ def evaluate(
             raise ValueError(
                 f"no target of the model ({names}) has 2 or more labeled rows in {data}"
             )
+        tasks = model.tasks_of(rows)
         if report is not None:
             from .report import write_report
 
-            tasks = None if model.task_key is None else task_ids(inputs_of(rows), model.task_key)
             write_report(
                 report, directory, data, scope, rows, names, pred, metrics, model.calibration, tasks
             )
             err.print(f"wrote {report}")
-        per_task = None
-        if model.task_key is not None:
-            per_task = score_by_task(rows, names, pred, task_ids(inputs_of(rows), model.task_key))
+        per_task = None if tasks is None else score_by_task(rows, names, pred, tasks)
         if as_json:
             body = metrics if per_task is None else {"all": metrics, "per_task": per_task}
             typer.echo(json.dumps(body, indent=2))

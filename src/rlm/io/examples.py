@@ -174,6 +174,14 @@ def as_examples(
     return rows
 
 
+def groups(keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """Row indices per key (e.g. each row's task), keys in first-seen order."""
+    out: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return {k: np.array(idx) for k, idx in out.items()}
+
+
 def inputs_of(X: Sequence[Any] | Any) -> list[Any]:
     """The inputs of ``X``: one input or a sequence of inputs or Examples -> a list of inputs."""
     if isinstance(X, (str, Mapping, Example)):

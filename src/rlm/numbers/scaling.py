@@ -11,12 +11,13 @@ scale in ``benchmarks/baselines.py``. Torch-free; saved with the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..io.examples import groups
 from ..strict import strict_from_dict
 
 
@@ -137,12 +138,17 @@ class TaskScaling:
             )
         return cls(key, scalers)
 
+    def check_known(self, tasks: Iterable[str]) -> None:
+        """A ValueError naming the first task not in the training data (its scale is unknown)."""
+        for task in tasks:
+            if task not in self.scalers:
+                raise ValueError(
+                    f"task {task!r} (field {self.key!r}) was not in the training data, so its "
+                    f"target scale is unknown; trained tasks: {sorted(self.scalers)[:10]}"
+                )
+
     def _scaler(self, task: str) -> TargetScaler:
-        if task not in self.scalers:
-            raise ValueError(
-                f"task {task!r} (field {self.key!r}) was not in the training data, so its "
-                f"target scale is unknown; trained tasks: {sorted(self.scalers)[:10]}"
-            )
+        self.check_known([task])
         return self.scalers[task]
 
     def transform(
@@ -165,9 +171,8 @@ class TaskScaling:
             raise ValueError(f"{len(tasks)} task names for {z.shape[0]} rows")
         out = np.empty(z.shape, dtype=float)
         k = z.shape[-1]
-        for task in dict.fromkeys(tasks):
+        for task, idx in groups(tasks).items():
             s = self._scaler(task)
-            idx = [i for i, t in enumerate(tasks) if t == task]
             out[idx] = TargetScaler(s.names[:k], s.log[:k], s.mean[:k], s.std[:k]).inverse(z[idx])
         return out
 

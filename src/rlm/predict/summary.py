@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io import Example
+from ..io.examples import groups
 from .metrics import check_level, regression_metrics
-from .tasks import Calibration, calibrated_quantiles, groups, mean_task_spearman
+from .tasks import Calibration, calibrated_quantiles, mean_task_spearman
 
 
 @dataclass(frozen=True)

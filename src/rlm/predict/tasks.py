@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.examples import groups
 from .calibration import MIN_ROWS, IntervalCalibration, fit_calibration, quantile_table
 
 
@@ -48,14 +49,6 @@ def task_of(x: Any, key: str) -> str:
 def task_ids(xs: Sequence[Any], key: str) -> list[str]:
     """Each input's task (see ``task_of``)."""
     return [task_of(x, key) for x in xs]
-
-
-def groups(tasks: Sequence[str]) -> dict[str, np.ndarray]:
-    """Row indices per task, tasks in first-seen order."""
-    out: dict[str, list[int]] = {}
-    for i, t in enumerate(tasks):
-        out.setdefault(t, []).append(i)
-    return {t: np.array(idx) for t, idx in out.items()}
 
 
 def mean_task_spearman(report: Mapping[str, Mapping[str, Mapping[str, float]]]) -> float:

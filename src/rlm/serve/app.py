@@ -41,7 +41,6 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "serving needs the 'serve' extra: pip install 'rlm[serve]' (fastapi, uvicorn, httpx)"
     ) from e
 
-from ..predict.tasks import task_ids
 from .batching import MicroBatcher, QueueFull, sample_jobs
 from .schema import (
     PredictRequest,
@@ -280,17 +279,11 @@ def _checked_tasks(model: RegressionLM, inputs: list[Any]) -> list[str] | None:
     if model.task_key is None:
         return None
     try:
-        tasks = task_ids(inputs, model.task_key)
+        tasks = model.tasks_of(inputs)
+        if model.task_scaling is not None:  # here, not inside a batch it would fail as a whole
+            model.task_scaling.check_known(tasks)
     except ValueError as e:
         raise HTTPException(422, str(e)) from e
-    known = model.task_scaling.scalers if model.task_scaling is not None else None
-    unknown = sorted({t for t in tasks if known is not None and t not in known})
-    if unknown:  # refused here, not inside a batch where it would fail its batch-mates too
-        raise HTTPException(
-            422,
-            f"task {unknown[0]!r} ({model.task_key!r}) was not in the training data; trained "
-            f"tasks: {sorted(known or ())[:10]}",
-        )
     return tasks
 
 
