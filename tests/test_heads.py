@@ -61,8 +61,13 @@ def test_ensemble_heads_mix_members_and_average_points() -> None:
     out = torch.zeros(1, 3, 1, 2)
     out[0, :, 0, 0] = torch.tensor([0.0, 10.0, 20.0])  # member means
     out[0, :, 0, 1] = -30.0  # softplus(-30) ~ 0: the floor variance, nearly no noise
-    draws = value_draws(out, torch.full((1, 6, 1), 0.5), 1.0)[0, :, 0]  # sample s: member s % 3
-    np.testing.assert_allclose(draws.numpy(), [0, 10, 20, 0, 10, 20], atol=1e-6)
+    # the uniform picks the member (its third of [0, 1)), whatever the number of samples
+    u = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.6])[None, :, None]  # (1, S=5, K=1)
+    draws = value_draws(out, u, 1.0)[0, :, 0]
+    np.testing.assert_allclose(draws.numpy(), [0, 10, 20, 0, 10], atol=0.05)
+    grid = (torch.arange(3000, dtype=torch.float64)[None, :, None] + 0.5) / 3000
+    mixture = value_draws(out, grid, 1.0)[0, :, 0].numpy()
+    assert [float(np.mean(np.abs(mixture - c) < 1)) for c in (0, 10, 20)] == [1 / 3] * 3
     np.testing.assert_allclose(value_draws(out[..., :1], None).numpy(), [[[10.0]]])
     # each member is scored on its own error: members at 0, 10 and 20 around a target of 10
     loss = value_loss(out[..., :1], torch.tensor([[10.0]]), torch.ones(1, 1))

@@ -28,6 +28,7 @@ from rlm.predict.tasks import (
     [
         (["a config as text"], "needs mapping inputs"),
         ([{"system": "a"}, {"other": 1}], "no 'system' field"),
+        ([{"system": None}], "'system': null"),
     ],
 )
 def test_inputs_without_a_task_are_refused(xs, match: str) -> None:
@@ -36,7 +37,8 @@ def test_inputs_without_a_task_are_refused(xs, match: str) -> None:
 
 
 def test_task_names_are_strings() -> None:
-    assert task_ids([{"system": "x264"}, {"system": 7}], "system") == ["x264", "7"]
+    xs = [{"system": "x264"}, {"system": 7}, {"system": 7.0}, {"system": 2.5}, {"system": True}]
+    assert task_ids(xs, "system") == ["x264", "7", "7", "2.5", "True"]
 
 
 def two_tasks(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -21,6 +21,7 @@ import torch
 
 from .inputs.fields import FieldConfig, FieldEncoder
 from .inputs.text import SerializerConfig, serialize
+from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples, inputs_of
@@ -88,6 +89,7 @@ class RegressionLM:
         self.field_config = fields or FieldConfig()
         self.task_key = task_key
         self.fields: FieldEncoder | None = None  # fitted when the model reads fields
+        self.text_numbers: TextNumberEncoder | None = None  # text with VocabConfig(numbers=...)
         self.scaler: TargetScaler | None = None  # fitted for a value head (mse, gaussian)
         self.task_scaling: TaskScaling | None = None  # fitted with a task_key
         self.tokenizer: InputTokenizer | None = None
@@ -112,7 +114,9 @@ class RegressionLM:
         """The inputs as the encoder reads them: ``FieldRow``s or token id lists."""
         tok, _, _ = self._check_fitted()
         if self.fields is None:
-            return tok.encode_batch(self.texts(X))
+            reader = self.text_numbers
+            texts = self.texts(X)
+            return tok.encode_batch(texts) if reader is None else list(reader.encode_batch(texts))
         before = self.fields.unknown_keys.copy()
         rows: list[Row] = list(self.fields.encode_batch(inputs_of(X)))
         new = self.fields.unknown_keys - before
@@ -140,7 +144,7 @@ class RegressionLM:
             self.task_scaling = TaskScaling.fit(ys, names, tasks, self.task_key)
         rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
-        self.fields, self.scaler = None, None
+        self.fields, self.text_numbers, self.scaler = None, None, None
         reads_fields = self._reads_fields(examples)
         if self._auto_model:
             kind = "fields" if reads_fields else "text"
@@ -150,6 +154,9 @@ class RegressionLM:
             xs = [e.x for e in examples]
             self.fields = FieldEncoder.fit(xs, self.field_config, self.vocab_config)  # type: ignore[arg-type]
             self.tokenizer = self.fields.tokenizer
+        elif self.vocab_config.numbers != "digits":  # text with <num> positions for numbers
+            self.text_numbers = TextNumberEncoder.train(self.texts(examples), self.vocab_config)
+            self.tokenizer = self.text_numbers.tokenizer
         else:
             self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
             max_len = max(self.vocab_config.max_length, 1)
@@ -166,14 +173,11 @@ class RegressionLM:
     def _network(self) -> RegressionTransformer:
         """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""
         assert self.tokenizer is not None and self.codec is not None
-        if self.fields is None:
+        reader = self.fields or self.text_numbers  # positions with keys and number features
+        if reader is None:
             vocab, keys, features = self.tokenizer.vocab_size, 0, 0
         else:
-            vocab, keys, features = (
-                self.fields.vocab_size,
-                self.fields.n_keys,
-                self.fields.n_features,
-            )
+            vocab, keys, features = reader.vocab_size, reader.n_keys, reader.n_features
         return RegressionTransformer(
             self.model_config,
             vocab,

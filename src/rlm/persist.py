@@ -17,6 +17,7 @@ from . import __version__
 from .checkpoint import FILES
 from .inputs.fields import FieldEncoder
 from .inputs.text import SerializerConfig
+from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer
 from .nn.config import ModelConfig, TrainConfig
 from .numbers import NumberConfig
@@ -93,6 +94,8 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
     if inputs["kind"] == "fields":
         m.fields = FieldEncoder.from_dict(inputs["fields"], m.tokenizer)
         m.field_config = m.fields.config
+    elif m.vocab_config.numbers != "digits":
+        m.text_numbers = TextNumberEncoder(m.tokenizer)
     m.inputs = inputs["kind"]
     scaler = meta.get("scaler")
     m.scaler = None if scaler is None else TargetScaler.from_dict(scaler)

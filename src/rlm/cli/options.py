@@ -32,6 +32,12 @@ class InputsKind(StrEnum):
     fields = "fields"
 
 
+class TextNumbers(StrEnum):
+    digits = "digits"
+    value = "value"
+    both = "both"
+
+
 class Select(StrEnum):
     loss = "loss"
     spearman = "spearman"

@@ -16,7 +16,7 @@ from ..predict.metrics import check_level
 from .app import app, err, out, user_errors
 from .files import columns_option, read_labeled, split_rows, splits_of, write_layout
 from .format import fmt, kv_table, metrics_table
-from .options import InputsKind, NoProgress, Preset, Scheme, Select
+from .options import InputsKind, NoProgress, Preset, Scheme, Select, TextNumbers
 
 if TYPE_CHECKING:
     from ..api import RegressionLM
@@ -127,6 +127,13 @@ Pattern = Annotated[
         r"'\[a-z_0-9]+~\d|\+' makes each NAS-Bench-201 edge one token.",
     ),
 ]
+TextNumbersOption = Annotated[
+    TextNumbers,
+    typer.Option(
+        help="Numbers in text inputs (strings, logs, code): digits (digit tokens), value (each "
+        "number one <num> position carrying its value), both (the digits and a <num>).",
+    ),
+]
 InputsOption = Annotated[
     InputsKind,
     typer.Option(
@@ -195,6 +202,7 @@ def train(
     vocab_size: VocabSize = VocabConfig.vocab_size,
     max_length: MaxLength = VocabConfig.max_length,
     pattern: Pattern = None,
+    text_numbers: TextNumbersOption = TextNumbers.digits,
     inputs: InputsOption = InputsKind.auto,
     task_key: TaskKey = None,
     select: SelectOption = Select.loss,
@@ -218,7 +226,12 @@ def train(
             exponent_digits=exponent_digits,
             out_of_range="clamp" if clamp else "error",
         )
-        vocab = VocabConfig(vocab_size=vocab_size, max_length=max_length, pattern=pattern)
+        vocab = VocabConfig(
+            vocab_size=vocab_size,
+            max_length=max_length,
+            pattern=pattern,
+            numbers=text_numbers.value,
+        )
         train_cfg = TrainConfig(
             lr=lr,
             batch_size=batch_size,

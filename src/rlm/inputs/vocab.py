@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -36,6 +36,8 @@ from ..strict import strict_from_dict
 
 Kind = Literal["bpe", "bytes"]
 Truncation = Literal["head_tail", "head"]
+TextNumbers = Literal["digits", "value", "both"]
+T = TypeVar("T")
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<trunc>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, TRUNC_ID = range(5)
@@ -64,8 +66,20 @@ class VocabConfig:
     # matches is dropped) and inside which BPE may merge freely (no digit split). For a
     # NAS-Bench-201 cell, r"[a-z_0-9]+~\d|\+" reduces the string to its edge tokens.
     pattern: str | None = None
+    # Numbers in text inputs (strings, logs, code; see ``rlm.inputs.textnums``): "digits" reads
+    # them as digit tokens only; "value" replaces each with a <num> position carrying its value
+    # (the field encoder's number projection); "both" keeps the digits and adds the <num>.
+    # Mapping inputs read as fields always read numbers as values; this option is for text.
+    numbers: TextNumbers = "digits"
 
     def __post_init__(self) -> None:
+        if self.numbers not in ("digits", "value", "both"):
+            raise ValueError(f"numbers={self.numbers!r}: choose 'digits', 'value' or 'both'")
+        if self.numbers != "digits" and self.pattern is not None:
+            raise ValueError(
+                f"numbers={self.numbers!r} with pattern={self.pattern!r}: a pattern keeps only "
+                "its matches, so numbers between them cannot be read; drop one of the two"
+            )
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -170,7 +184,7 @@ class InputTokenizer:
             initial_alphabet=alphabet,
             show_progress=False,
         )
-        tok.train_from_iterator(_checked(texts), trainer)
+        tok.train_from_iterator(checked(texts), trainer)
         return cls(_strip_added_tokens(tok), cfg)
 
     # -- properties --------------------------------------------------------------------------
@@ -191,16 +205,7 @@ class InputTokenizer:
     # -- encoding ----------------------------------------------------------------------------
 
     def _frame(self, ids: list[int]) -> list[int]:
-        """Add <bos>/<eos> and truncate to exactly max_length when too long."""
-        budget = self._config.max_length - 2
-        if len(ids) <= budget:
-            return [BOS_ID, *ids, EOS_ID]
-        keep = budget - 1  # one slot goes to <trunc>
-        if self._config.truncation == "head":
-            return [BOS_ID, *ids[:keep], TRUNC_ID, EOS_ID]
-        head = (keep + 1) // 2
-        tail = keep - head
-        return [BOS_ID, *ids[:head], TRUNC_ID, *ids[len(ids) - tail :], EOS_ID]
+        return frame(ids, self._config, (BOS_ID, TRUNC_ID, EOS_ID))
 
     def encode(self, text: str) -> list[int]:
         """``<bos> ... <eos>``, at most ``max_length`` ids (exactly that many when truncated)."""
@@ -213,14 +218,14 @@ class InputTokenizer:
         the field encoder reading a string value, bounds how many it keeps)."""
         return self._tok.encode(text, add_special_tokens=False).ids if text else []
 
+    def pieces_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``pieces`` for many texts at once, using the (parallel) Rust batch encoder."""
+        encs = self._tok.encode_batch(list(checked(texts, "text")), add_special_tokens=False)
+        return [e.ids for e in encs]
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """``encode`` for many texts at once, using the (parallel) Rust batch encoder."""
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise ValueError(f"text {i} is {type(t).__name__}, not str: serialize x first")
-        encs = self._tok.encode_batch(texts, add_special_tokens=False)
-        return [self._frame(e.ids) for e in encs]
+        """``encode`` for many texts at once."""
+        return [self._frame(ids) for ids in self.pieces_batch(texts)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; <pad>, <bos> and <eos> are dropped, <trunc> is shown as '<trunc>'.
@@ -282,9 +287,28 @@ class InputTokenizer:
         )
 
 
-def _checked(texts: Iterable[str]) -> Iterable[str]:
-    # A stray None or number in the corpus would otherwise fail deep inside Rust, without a row.
+def frame(items: list[T], config: VocabConfig, marks: tuple[T, T, T]) -> list[T]:
+    """``<bos> items <eos>``, truncated to exactly ``config.max_length`` when too long.
+
+    ``marks`` are the (<bos>, <trunc>, <eos>) items: ids here, (id, value) pairs for text read
+    with number values (``rlm.inputs.textnums``), so both readers cut inputs the same way.
+    """
+    bos, trunc, eos = marks
+    budget = config.max_length - 2
+    if len(items) <= budget:
+        return [bos, *items, eos]
+    keep = budget - 1  # one slot goes to <trunc>
+    if config.truncation == "head":
+        return [bos, *items[:keep], trunc, eos]
+    head = (keep + 1) // 2
+    tail = keep - head
+    return [bos, *items[:head], trunc, *items[len(items) - tail :], eos]
+
+
+def checked(texts: Iterable[str], what: str = "training text") -> Iterable[str]:
+    """``texts``, each checked to be a str: a stray None or number would otherwise fail deep
+    inside Rust, without saying which row."""
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise ValueError(f"training text {i} is {type(t).__name__}, not str: serialize x first")
+            raise ValueError(f"{what} {i} is {type(t).__name__}, not str: serialize x first")
         yield t

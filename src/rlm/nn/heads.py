@@ -9,8 +9,8 @@ beats such heads; ``benchmarks/accuracy.py`` measures whether that holds here.
 With ``members`` M > 1 the encoder runs once per member on its own scaling of the input
 (``RegressionTransformer.values``) and each member has its own output layer: an ensemble at
 about the parameters of one model (TabM's recipe). Each member is trained on its own loss; the
-point is the members' mean, and the Gaussian samples are their mixture (sample s from member
-s mod M), so the interval carries the members' disagreement as well as their noise.
+point is the members' mean, and the Gaussian samples are exact draws from their equal mixture
+(``value_draws``), so the interval carries the members' disagreement as well as their noise.
 
 Shapes: B inputs, T positions, D encoder width, M members, K objectives, S samples, C = 1 (mse)
 or 2 (gaussian) outputs per objective.
@@ -71,17 +71,24 @@ def value_draws(
 ) -> torch.Tensor:
     """(B, M, K, C) head output -> draws (B, S, K) on the unit scale.
 
-    Gaussian: sample s is ``mu + temperature * sigma * Phi^-1(u)`` of member s mod M, from the
-    caller's uniforms (B, S, K), so a seed gives the same draws however the inputs are batched.
+    Gaussian: sample s is ``mu + temperature * sigma * Phi^-1(u)`` of one member of the
+    mixture, both chosen by the caller's uniforms (B, S, K), so a seed gives the same draws
+    however the inputs are batched, whatever S is.
     MSE has no spread: every draw is the members' mean. Without uniforms (greedy) both return
     the members' mean, S = 1 (it broadcasts).
     """
     if uniforms is None or out.shape[-1] == 1:
         s = 1 if uniforms is None else uniforms.shape[1]
         return out[..., 0].double().mean(1, keepdim=True).expand(-1, s, -1)  # (B, S, K)
-    member = torch.arange(uniforms.shape[1]) % out.shape[1]  # (S,) the member of each sample
-    mu = out[:, member, :, 0].double()  # (B, S, K)
-    sigma = temperature * variance(out[:, member]).double().sqrt()  # (B, S, K)
+    m, k = out.shape[1], out.shape[2]
+    u = uniforms.double()
+    # An exact draw from the members' equal mixture with no extra randomness: the first
+    # objective's uniform picks the member (its slice of [0, 1)) and, rescaled to that slice, is
+    # still uniform for the draw itself. One member per sample serves every objective.
+    member = (u[..., 0] * m).floor().clamp_max(m - 1)  # (B, S)
+    u = torch.cat([(u[..., :1] * m - member[..., None]), u[..., 1:]], dim=-1)  # (B, S, K)
+    idx = member.long()[..., None].expand(-1, -1, k)  # (B, S, K)
+    mu = out[..., 0].double().gather(1, idx)  # (B, S, K)
+    sigma = temperature * variance(out).double().gather(1, idx).sqrt()  # (B, S, K)
     # keep u strictly inside (0, 1): Phi^-1 is infinite at the ends
-    u = uniforms.clamp(1e-12, 1 - 1e-12)
-    return mu + sigma * torch.special.ndtri(u)
+    return mu + sigma * torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12))

@@ -21,6 +21,7 @@ Torch-free.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from .calibration import MIN_ROWS, IntervalCalibration, fit_calibration, quantil
 
 
 def task_of(x: Any, key: str) -> str:
-    """The task of one input: the string form of its ``key`` value."""
+    """The task of one input: the string form of its ``key`` value (integral numbers as ints)."""
     if not isinstance(x, Mapping):
         raise ValueError(
             f"task_key={key!r} needs mapping inputs (a config, a table row), got "
@@ -43,7 +44,14 @@ def task_of(x: Any, key: str) -> str:
             f"input has no {key!r} field, which names its task (task_key={key!r}); keys: "
             f"{sorted(x)[:8]}: add the field to every row"
         )
-    return str(x[key])
+    v = x[key]
+    if v is None:
+        raise ValueError(
+            f"input has {key!r}: null, but it names the row's task: give every row one"
+        )
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
+        return str(int(v))  # 1 and 1.0 (a CSV or pandas float column) name one task
+    return str(v)
 
 
 def task_ids(xs: Sequence[Any], key: str) -> list[str]:
