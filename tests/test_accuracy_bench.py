@@ -91,6 +91,27 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
     assert report["tasks"].keys() == saved["tasks"].keys()
 
 
+def test_ablation_runs_each_variant_on_the_same_rows(tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ablation
+
+    out = tmp_path / "ablation.json"
+    variants = ["pairs", "category", "fields", "mse", "num"]
+    args = ["--tasks", "systems/LLVM", "pie/memory", "--size", "30", "--budget", "1"]
+    report = ablation.main(
+        [*args, "--samples", "4", "--max-test", "20", "--variants", *variants, "--out", str(out)]
+    )
+    llvm, pie = report["tasks"]["systems/LLVM"], report["tasks"]["pie/memory_kb"]
+    assert set(llvm) == {"n_train", "n_test", "pairs", "category", "fields", "mse"}
+    assert set(pie) == {"n_train", "n_test", "num", "mse"}  # text variants of code only
+    assert llvm["n_train"] == 30 and llvm["fields"]["positions"] < llvm["pairs"]["positions"]
+    md = out.with_suffix(".md").read_text()
+    assert "| systems/LLVM | 30 |" in md and "## pie" in md
+
+
 def _method(spearman: float | None, coverage: float | None = None, raw: float | None = None):
     r: dict = {"train_s": 1.0, "params": 1}
     if spearman is not None:
