@@ -9,14 +9,63 @@ server read them through this module. Torch-free.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+
 FILES = ("config.json", "tokenizer.json", "model.safetensors")
+CONFIG = FILES[0]
+# 2: config.json records the sha256 of the weights and tokenizer (format 1 did not; still read)
+CHECKPOINT_FORMAT = 2
 HISTORY_FILE = "metrics.jsonl"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
+    part: a temporary file in the same directory, fsync'd, then renamed over ``path`` (a crash
+    leaves at most a stray ``.tmp`` file, never a truncated checkpoint file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: fsync the directory entry (a no-op where the OS cannot)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file: ``config.json`` records those of the weights and the tokenizer, so a
+    damaged file, or one copied from another checkpoint, is named at load time."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_checkpoint(directory: Path) -> None:
@@ -34,9 +83,31 @@ def check_checkpoint(directory: Path) -> None:
         )
 
 
-def read_meta(directory: Path) -> dict[str, Any]:
-    """The checkpoint's ``config.json``."""
-    return json.loads((directory / "config.json").read_text())
+def read_meta(d: Path) -> dict[str, Any]:
+    """``config.json``, checked: JSON, a format this rlm reads, and files that match it."""
+    try:
+        meta = json.loads((d / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{d / CONFIG} is not valid JSON ({e}): the checkpoint is damaged"
+        ) from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise ValueError(f"{d / CONFIG} has no checkpoint format: it is not an rlm config.json")
+    if fmt > CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{d} was written by a newer rlm ({meta.get('rlm_version')}, checkpoint format {fmt}"
+            f"); rlm {__version__} reads formats up to {CHECKPOINT_FORMAT}: upgrade rlm"
+        )
+    for name, want in (meta.get("files") or {}).items():  # format 1 recorded none
+        if name not in FILES:
+            raise ValueError(f"{d / CONFIG} lists an unknown file {name!r}: it is damaged")
+        if digest(d / name) != want:
+            raise ValueError(
+                f"{d / name} does not match {CONFIG} (sha256 differs): the file is damaged or "
+                "comes from another checkpoint; restore it or retrain"
+            )
+    return meta
 
 
 def checkpoint_targets(directory: Path) -> list[str]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .checkpoint import FILES
+from .checkpoint import CHECKPOINT_FORMAT, FILES, atomic_write, check_checkpoint, digest, read_meta
 from .inputs.fields import FieldEncoder
 from .inputs.text import SerializerConfig
 from .inputs.textnums import TextNumberEncoder
@@ -26,26 +26,32 @@ from .numbers.targets import TargetCodec
 from .predict.tasks import calibration_from_dict
 
 if TYPE_CHECKING:
+    import torch
+
     from .api import RegressionLM
 
-CHECKPOINT_FORMAT = 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
 assert set(FILES) == {WEIGHTS, CONFIG, TOKENIZER}  # one list of a checkpoint's files
 
 
 def save_model(m: RegressionLM, directory: str | Path) -> Path:
-    """Write the checkpoint files of a fitted model into ``directory`` (created if missing)."""
-    from safetensors.torch import save_file
+    """Write the checkpoint files of a fitted model into ``directory`` (created if missing).
+
+    Each file is written atomically, ``config.json`` last with the sha256 of the other two, so a
+    reader sees a complete checkpoint or is told which file does not belong to it.
+    """
+    from safetensors.torch import save
 
     tok, codec, net = m._check_fitted()
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(d / WEIGHTS), metadata={"format": "rlm", "version": __version__})
-    tok.save(d / TOKENIZER)
+    atomic_write(d / WEIGHTS, save(state, metadata={"format": "rlm", "version": __version__}))
+    atomic_write(d / TOKENIZER, tok.to_json().encode("utf-8"))
     meta = {
         "format": CHECKPOINT_FORMAT,
         "rlm_version": __version__,
+        "files": {name: digest(d / name) for name in (WEIGHTS, TOKENIZER)},
         "model": m.model_config.to_dict(),
         "train": m.train_config.to_dict(),
         "serializer": m.serializer.to_dict(),
@@ -61,23 +67,29 @@ def save_model(m: RegressionLM, directory: str | Path) -> Path:
         "training": m.training_summary,
         "calibration": None if m.calibration is None else m.calibration.to_dict(),
     }
-    (d / CONFIG).write_text(json.dumps(meta, indent=2))
+    atomic_write(d / CONFIG, json.dumps(meta, indent=2).encode("utf-8"))
     return d
 
 
 def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
-    """Rebuild a saved model on the CPU, in eval mode."""
-    from safetensors.torch import load_file
-
+    """Rebuild a saved model on the CPU, in eval mode. A damaged, mixed or too-new checkpoint is
+    a ValueError naming the file and what to do; nothing is unpickled."""
     d = Path(directory)
-    for name in FILES:
-        if not (d / name).is_file():
-            raise ValueError(
-                f"{d} is not an rlm checkpoint: {name} is missing (save with .save(dir))"
-            )
-    meta = json.loads((d / CONFIG).read_text())
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint format {meta.get('format')!r} is not {CHECKPOINT_FORMAT}")
+    check_checkpoint(d)
+    meta = read_meta(d)
+    try:
+        m = _from_meta(cls, meta, d)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{d / CONFIG} is damaged ({type(e).__name__}: {e}): re-save the model or retrain"
+        ) from None
+    m.net = m._network()
+    m.net.load_state_dict(_weights(d, m.net.state_dict()))
+    m.net.eval()
+    return m
+
+
+def _from_meta(cls: type[RegressionLM], meta: dict[str, Any], d: Path) -> RegressionLM:
     codec = TargetCodec.from_dict(meta["targets"])
     inputs = meta.get("inputs") or {"kind": "text", "fields": None}  # rlm 0.1: text only
     m = cls(
@@ -88,7 +100,12 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
         targets=codec.names,
         task_key=inputs.get("task_key"),
     )
-    m.tokenizer = InputTokenizer.load(d / TOKENIZER)
+    try:
+        m.tokenizer = InputTokenizer.load(d / TOKENIZER)
+    except Exception as e:  # JSON, our checks, or the Rust parser: all say the file is bad
+        raise ValueError(
+            f"{d / TOKENIZER} cannot be read ({e}): the checkpoint is damaged"
+        ) from None
     m.vocab_config = m.tokenizer.config
     m.codec = codec
     if inputs["kind"] == "fields":
@@ -101,10 +118,32 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
     m.scaler = None if scaler is None else TargetScaler.from_dict(scaler)
     task_scaling = meta.get("task_scaling")
     m.task_scaling = None if task_scaling is None else TaskScaling.from_dict(task_scaling)
-    m.net = m._network()
-    m.net.load_state_dict(load_file(str(d / WEIGHTS)))
-    m.net.eval()
     m.training_summary = meta.get("training")
     cal = meta.get("calibration")
     m.calibration = None if cal is None else calibration_from_dict(cal)
     return m
+
+
+def _weights(d: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The saved tensors, checked name by name against the network the config describes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(d / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{d / WEIGHTS} cannot be read ({e}): the checkpoint is damaged") from None
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or extra:
+        raise ValueError(
+            f"{d / WEIGHTS} does not fit {CONFIG}: missing {missing[:3]}, unexpected "
+            f"{extra[:3]}; the two files come from different models"
+        )
+    for k, t in want.items():
+        if state[k].shape != t.shape or state[k].dtype != t.dtype:
+            raise ValueError(
+                f"{d / WEIGHTS}: {k} is {state[k].dtype} {tuple(state[k].shape)} where "
+                f"{CONFIG} describes {t.dtype} {tuple(t.shape)}; the files come from different "
+                "models"
+            )
+    return state
