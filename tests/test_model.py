@@ -216,7 +216,7 @@ def test_training_is_deterministic_with_a_seed() -> None:
     ],
 )
 def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: float) -> None:
-    from rlm.nn.training import lr_at
+    from rlm.nn.schedule import lr_at
 
     cfg = TrainConfig(lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget)
     assert lr_at(step, 100, cfg, elapsed) == pytest.approx(expected)
@@ -255,7 +255,7 @@ def test_fit_with_valid_calibrates_and_checkpoints_keep_it(tmp_path) -> None:
 
 
 def test_cooldown_anneals_linearly_to_the_floor() -> None:
-    from rlm.nn.training import Cooldown
+    from rlm.nn.schedule import Cooldown
 
     c = Cooldown(start=10, steps=4, lr0=1e-3)
     assert [c.lr(s, 1e-4) for s in (10, 12, 14, 20)] == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +35,8 @@ from .nn.training import TrainResult, train
 from .numbers import NumberConfig
 from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
-from .persist import load_model, save_model
-from .predict.calibration import MIN_ROWS, fit_calibration
+from .persist import finish_run, load_model, run_fingerprint, save_model
+from .predict.calibration import calibratable, fit_calibration
 from .predict.metrics import check_level
 from .predict.summary import Predictions, mean_spearman, score, score_by_task
 from .predict.tasks import Calibration, fit_task_calibration, task_ids
@@ -113,21 +114,11 @@ class RegressionLM:
     def encode_inputs(self, X: Sequence[Any]) -> list[Row]:
         """The inputs as the encoder reads them: ``FieldRow``s or token id lists."""
         tok, _, _ = self._check_fitted()
-        if self.fields is None:
-            reader = self.text_numbers
-            texts = self.texts(X)
-            return tok.encode_batch(texts) if reader is None else list(reader.encode_batch(texts))
-        before = self.fields.unknown_keys.copy()
-        rows: list[Row] = list(self.fields.encode_batch(inputs_of(X)))
-        new = self.fields.unknown_keys - before
-        if new:
-            named = ", ".join(f"{k!r} ({n})" for k, n in new.most_common(5))
-            warnings.warn(
-                f"{new.total()} values of keys never seen in training, read through the shared "
-                f"<unknown> key: {named}{' ...' if len(new) > 5 else ''}",
-                stacklevel=3,
-            )
-        return rows
+        if self.fields is not None:
+            return list(self.fields.encode_batch(inputs_of(X)))
+        texts = self.texts(X)
+        reader = self.text_numbers
+        return tok.encode_batch(texts) if reader is None else list(reader.encode_batch(texts))
 
     def _reads_fields(self, examples: Sequence[Example]) -> bool:
         if self.inputs == "auto":
@@ -217,16 +208,22 @@ class RegressionLM:
         *,
         valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
         run_dir: str | Path | None = None,
+        resume: bool = False,
         calibrate: bool = True,
     ) -> RegressionLM:
         """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None).
 
         With ``valid`` rows, they select the best weights and then (``calibrate=True``, and at
         least 10 rows per objective) calibrate the predictive intervals: see ``calibrate``.
+        ``run_dir``: training writes ``metrics.jsonl``, resumable checkpoints with the best
+        model so far, then the final model there; SIGINT/SIGTERM save and raise
+        ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there.
         """
         train_ex, valid_ex = self._examples(X, y, valid)
         self._build(train_ex)
-        return self._train(train_ex, valid_ex, run_dir, calibrate)
+        return self._train(
+            train_ex, valid_ex, Path(run_dir) if run_dir else None, calibrate, resume
+        )
 
     def fine_tune(
         self,
@@ -267,13 +264,14 @@ class RegressionLM:
         self,
         train_ex: Sequence[Example],
         valid_ex: Sequence[Example] | None,
-        run_dir: str | Path | None,
+        run_dir: Path | None,
         calibrate: bool,
+        resume: bool = False,
     ) -> RegressionLM:
         """Train the built network on the rows, select on ``valid_ex``, then calibrate."""
         # (re)training invalidates any earlier calibration, before training samples valid rows
         # (select="spearman") with a model whose objectives may differ from the calibration's
-        self.calibration = None
+        self.calibration, self.training_summary = None, None
         tok, codec, net = self._check_fitted()
         src = self.encode_inputs(train_ex)
         tg = self._targets(train_ex)
@@ -303,16 +301,17 @@ class RegressionLM:
             tok.pad_id,
             valid=valid_data,
             score_fn=score_fn,
-            run_dir=Path(run_dir) if run_dir else None,
+            run_dir=run_dir,
+            resume=resume,
+            fingerprint=run_fingerprint(self, [*train_ex, *(valid_ex or [])]) if run_dir else "",
+            on_checkpoint=None if run_dir is None else partial(save_model, self, run_dir),
         )
         self.training_summary = self.result.summary()
-        if calibrate and valid_ex and self._calibratable(valid_ex):
+        if calibrate and valid_ex and calibratable(valid_ex, codec.names):
             self.calibrate(valid_ex)
+        if run_dir is not None:
+            finish_run(self, run_dir)
         return self
-
-    def _calibratable(self, rows: Sequence[Example]) -> bool:
-        _, codec, _ = self._check_fitted()
-        return all(sum(name in e.y for e in rows) >= MIN_ROWS for name in codec.names)
 
     def calibrate(
         self, X: Sequence[Any], y: Any = None, *, samples: int = 64, seed: int = 0
@@ -328,11 +327,12 @@ class RegressionLM:
         rows = as_examples(X, y, self.targets)
         draws = self.sample(rows, samples, seed=seed)
         truth = np.array([[e.y.get(name, np.nan) for name in codec.names] for e in rows])
-        if self.task_key is None:
-            self.calibration = fit_calibration(draws, truth)
-        else:  # Mondrian: each task's own margins (the pooled ones for tasks with few rows)
-            tasks = task_ids(inputs_of(rows), self.task_key)
-            self.calibration = fit_task_calibration(draws, truth, tasks, self.task_key)
+        tasks = self.tasks_of(rows)  # Mondrian: each task's own margins (see predict.tasks)
+        self.calibration = (
+            fit_calibration(draws, truth)
+            if tasks is None
+            else fit_task_calibration(draws, truth, tasks, str(self.task_key))
+        )
         return self
 
     # -- inference ------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ pipeline and this file as the format.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,9 @@ from .inputs.fields import FieldEncoder
 from .inputs.text import SerializerConfig
 from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer
+from .io.examples import Example
 from .nn.config import ModelConfig, TrainConfig
+from .nn.resume import STATE_JSON, STATE_TENSORS
 from .numbers import NumberConfig
 from .numbers.scaling import TargetScaler, TaskScaling
 from .numbers.targets import TargetCodec
@@ -34,8 +38,11 @@ WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json
 assert set(FILES) == {WEIGHTS, CONFIG, TOKENIZER}  # one list of a checkpoint's files
 
 
-def save_model(m: RegressionLM, directory: str | Path) -> Path:
-    """Write the checkpoint files of a fitted model into ``directory`` (created if missing).
+def save_model(
+    m: RegressionLM, directory: str | Path, weights: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write the checkpoint files of a fitted model into ``directory`` (created if missing);
+    ``weights`` in place of the network's own (a training run's best so far).
 
     Each file is written atomically, ``config.json`` last with the sha256 of the other two, so a
     reader sees a complete checkpoint or is told which file does not belong to it.
@@ -45,7 +52,8 @@ def save_model(m: RegressionLM, directory: str | Path) -> Path:
     tok, codec, net = m._check_fitted()
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    weights = net.state_dict() if weights is None else weights
+    state = {k: v.detach().contiguous() for k, v in weights.items()}
     atomic_write(d / WEIGHTS, save(state, metadata={"format": "rlm", "version": __version__}))
     atomic_write(d / TOKENIZER, tok.to_json().encode("utf-8"))
     meta = {
@@ -147,3 +155,29 @@ def _weights(d: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 "models"
             )
     return state
+
+
+def run_fingerprint(m: RegressionLM, rows: Sequence[Example]) -> str:
+    """sha256 of what a training run depends on (options, fitted vocabularies, the rows), so a
+    resume on other data or options is refused rather than silently mixed."""
+    tok, codec, _ = m._check_fitted()
+    options = {
+        "model": m.model_config.to_dict(),
+        "train": {k: v for k, v in m.train_config.to_dict().items() if k != "progress"},
+        "numbers": m.numbers.to_dict(),
+        "targets": codec.to_dict(),
+        "fields": None if m.fields is None else m.fields.to_dict(),
+        "task_key": m.task_key,
+    }
+    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    h.update(tok.to_json().encode())
+    for e in rows:
+        h.update(json.dumps([e.x, e.y], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def finish_run(m: RegressionLM, run_dir: Path) -> None:
+    """The final model into the run directory, then its resumable state is no longer needed."""
+    save_model(m, run_dir)
+    for name in (STATE_TENSORS, STATE_JSON):
+        (run_dir / name).unlink(missing_ok=True)

@@ -177,6 +177,14 @@ XColumn = Annotated[
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace a previous run in --out instead of refusing.")
 ]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the interrupted run in --out exactly where it stopped (run the same "
+        "command again with --resume: same data and options).",
+    ),
+]
 
 
 @app.command()
@@ -212,6 +220,7 @@ def train(
     x_columns: XColumns = None,
     x_column: XColumn = None,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train a model on DATA and save it to --out, then print a summary with validation metrics."""
@@ -242,15 +251,16 @@ def train(
             seed=seed,
             progress=not no_progress,
         )
-        _refuse_previous_run(out_dir, overwrite)
+        if not resume:
+            _refuse_previous_run(out_dir, overwrite)
         rows = read_labeled(data, target, layout)
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
         if valid is not None:
             valid_rows = read_labeled(valid, target, layout)
         train_rows = train_rows[:limit] if limit is not None else train_rows
         valid_rows = _noted(valid_rows)
-        # training appends to metrics.jsonl: start it afresh rather than mix two runs
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if not resume:  # training appends to metrics.jsonl: start afresh, never mix two runs
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
 
         from ..api import RegressionLM
 
@@ -268,8 +278,13 @@ def train(
             + (f", validating on {len(valid_rows):,}" if valid_rows else "")
             + f" -> {out_dir}"
         )
-        model.fit(train_rows, valid=valid_rows, run_dir=out_dir)
-        model.save(out_dir)
+        from ..nn.resume import Interrupted
+
+        try:  # fit writes checkpoints, then the final model, into out_dir
+            model.fit(train_rows, valid=valid_rows, run_dir=out_dir, resume=resume)
+        except Interrupted as e:
+            err.print(f"{e}: to continue, run the same command with --resume", soft_wrap=True)
+            raise typer.Exit(128 + e.signum) from None
         write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
         _print_train_summary(model, out_dir, len(train_rows), len(valid_rows or ()))
         if valid_rows:
@@ -291,7 +306,8 @@ def _refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
     previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
     if previous and not overwrite:
         raise ValueError(
-            f"{out_dir} already holds a run: pass --overwrite, or choose another --out"
+            f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
         )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -300,7 +301,18 @@ class FieldEncoder:
         )
 
     def encode_batch(self, xs: Sequence[Mapping[str, Any]]) -> list[FieldRow]:
-        return [self.encode(x) for x in xs]
+        """``encode`` each; keys never seen in training get one warning per call."""
+        before = self.unknown_keys.copy()
+        rows = [self.encode(x) for x in xs]
+        new = self.unknown_keys - before
+        if new:
+            named = ", ".join(f"{k!r} ({n})" for k, n in new.most_common(5))
+            warnings.warn(
+                f"{new.total()} values of keys never seen in training, read through the shared "
+                f"<unknown> key: {named}{' ...' if len(new) > 5 else ''}",
+                stacklevel=4,
+            )
+        return rows
 
     def _zeros(self) -> list[float]:
         return [0.0] * self.n_features

@@ -135,6 +135,10 @@ class TrainConfig:
     # decay of an exponential moving average of the weights, validated and kept instead of
     # the raw weights (``rlm.nn.averaging``); 0 keeps the raw weights
     ema: float = 0.0
+    # with a run directory, save a resumable checkpoint (``rlm.nn.resume``) this often: seconds
+    # and/or steps (0 turns that trigger off); SIGINT and SIGTERM always save one
+    checkpoint_every_s: float = 60.0
+    checkpoint_every_steps: int = 0
     seed: int = 0
     progress: bool = True
 
@@ -153,6 +157,11 @@ class TrainConfig:
             raise ValueError(f"cooldown_frac={self.cooldown_frac}: must be in [0, 1] (0: none)")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: a decay in [0, 1), e.g. 0.99 (0: no averaging)")
+        if self.checkpoint_every_s < 0 or self.checkpoint_every_steps < 0:
+            raise ValueError(
+                f"checkpoint_every_s={self.checkpoint_every_s}, checkpoint_every_steps="
+                f"{self.checkpoint_every_steps}: use >= 0 (0 turns that trigger off)"
+            )
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be >= 1")
 

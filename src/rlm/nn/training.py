@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,16 @@ from .config import TrainConfig
 from .decoding import GrammarTable
 from .heads import value_loss
 from .model import RegressionTransformer
+from .resume import (
+    Checkpoints,
+    Interrupted,
+    Position,
+    RunState,
+    load_state,
+    metrics_file_for,
+    save_state,
+)
+from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401  (lr_at: 0.1 path)
 from .source import Row, Source, collate
 
 Targets = EncodedTargets | ScaledTargets  # digit-decoder tokens, or a value head's floats
@@ -109,49 +120,6 @@ def batch_loss(
     return grammar_loss(model, batch, grammar, label_smoothing)
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to ``lr * min_lr_frac``.
-
-    With a time budget, progress is the larger of the step fraction and the time fraction, so a
-    run cut short by the clock still ends its schedule at the low learning rate.
-
-    The warm-up counts steps only, so under a time budget with a large ``max_epochs`` it lasts
-    long (possibly the whole budget, acting as a slow ramp). Measured on purpose: a warm-up
-    ended by the clock (5% of the budget) made the ``small`` model collapse to a constant on
-    7z configurations at lr 1e-3 (test Spearman 0.0 against 0.6 at 100 rows, 0.75 at 1,000).
-    """
-    warm = max(1, int(cfg.warmup_frac * total))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    if cfg.time_budget_s:
-        progress = max(progress, min(1.0, elapsed_s / cfg.time_budget_s))
-    floor = cfg.lr * cfg.min_lr_frac
-    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@dataclass(frozen=True)
-class Cooldown:
-    """A linear anneal from ``lr0`` to the floor, started when validation stopped improving.
-
-    Why: early stopping fires while the cosine schedule (whose horizon is ``max_epochs`` or the
-    time budget) is still near its peak, so the best weights so far are high-lr weights: noisy.
-    A short decay to the floor settles them, as at the end of a full schedule (the
-    "warmup-stable-decay" observation); the best evaluation of the whole run is still kept.
-    """
-
-    start: int  # step at which the cool-down began
-    steps: int  # its length in steps
-    lr0: float
-
-    def lr(self, step: int, floor: float) -> float:
-        frac = min(1.0, (step - self.start) / self.steps)
-        return self.lr0 + (floor - self.lr0) * frac
-
-    def done(self, step: int) -> bool:
-        return step >= self.start + self.steps
-
-
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -196,42 +164,46 @@ def eval_loss(
 
 
 @dataclass
-class _Schedule:
-    """The learning rate at a step (warm-up + cosine by step and clock, or the cooldown's linear
-    anneal once patience ran out) and whether training is over."""
+class _Run:
+    """What a training run changes as it goes: all that a checkpoint saves and a resume
+    restores (``rlm.nn.resume``)."""
 
-    cfg: TrainConfig
-    total: int
-    start: float
-    cooldown: Cooldown | None = None
+    model: RegressionTransformer
+    opt: torch.optim.Optimizer
+    sched: Schedule
+    ema: WeightAverage | None
+    best: Best = field(default_factory=Best)
+    pos: Position = field(default_factory=Position)
+    result: TrainResult = field(default_factory=lambda: TrainResult(-1, math.nan, 0, 0, 0.0))
 
-    def lr(self, step: int) -> float:
-        if self.cooldown:
-            return self.cooldown.lr(step, self.cfg.lr * self.cfg.min_lr_frac)
-        return lr_at(step, self.total, self.cfg, time.perf_counter() - self.start)
+    def save(self, run_dir: Path, fingerprint: str) -> None:
+        self.pos.elapsed_s = time.perf_counter() - self.sched.start
+        cool = self.sched.cooldown
+        state = RunState(
+            position=self.pos,
+            best_score=self.best.score,
+            best_epoch=self.best.epoch,
+            bad_evals=self.best.bad_evals,
+            cooldown=None if cool is None else asdict(cool),
+            history=self.result.history,
+            ema_steps=0 if self.ema is None else self.ema.steps,
+            fingerprint=fingerprint,
+        )
+        avg = None if self.ema is None else self.ema.avg
+        save_state(run_dir, state, self.model, self.opt, self.best.state, avg)
 
-    def cooled(self, step: int) -> bool:
-        return bool(self.cooldown and self.cooldown.done(step))
+    def restore(self, run_dir: Path, fingerprint: str) -> None:
+        state, best, avg = load_state(run_dir, fingerprint, self.model, self.opt)
+        self.pos, self.result.history = state.position, state.history
+        self.best = Best(state.best_score, state.best_epoch, best, state.bad_evals)
+        if self.ema is not None:
+            self.ema.avg, self.ema.steps = avg or self.ema.avg, state.ema_steps
+        self.sched.cooldown = None if state.cooldown is None else Cooldown(**state.cooldown)
+        self.sched.start = time.perf_counter() - state.position.elapsed_s
 
-    def over(self, step: int) -> bool:
-        return step >= self.total or _out_of_time(self.start, self.cfg) or self.cooled(step)
-
-
-@dataclass
-class _Best:
-    """The best validation score so far, its epoch and weights, and evaluations since."""
-
-    score: float = -math.inf
-    epoch: int = -1
-    state: dict[str, torch.Tensor] | None = None
-    bad_evals: int = 0
-
-    def update(self, score: float, epoch: int, model: RegressionTransformer) -> None:
-        if score > self.score:
-            self.score, self.epoch, self.bad_evals = score, epoch, 0
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.bad_evals += 1
+    def usable(self) -> dict[str, torch.Tensor]:
+        """The weights to hand out mid-run: the best validated ones, else the current."""
+        return self.best.state or self.model.state_dict()
 
 
 def train(
@@ -245,88 +217,131 @@ def train(
     score_fn: Callable[[], float] | None = None,
     run_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    *,
+    resume: bool = False,
+    fingerprint: str = "",
+    on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> TrainResult:
     """Fit ``model`` in place and restore the best weights seen on validation.
 
     ``score_fn`` (higher is better) is called for select="spearman"; otherwise the validation
-    loss is used. Without validation data the last weights are kept.
+    loss is used. Without validation data the last weights are kept. With a ``run_dir`` the
+    run writes ``metrics.jsonl`` and resumable checkpoints there (``rlm.nn.resume``; each also
+    hands the best weights so far to ``on_checkpoint``), stops cleanly on SIGINT/SIGTERM by
+    raising ``Interrupted``, and ``resume=True`` continues the run saved there; ``fingerprint``
+    names the data and options, so a resume on other ones is refused.
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     lengths = [len(s) for s in src]
     steps_per_epoch = math.ceil(len(src) / cfg.batch_size)
     total = cfg.max_steps or steps_per_epoch * cfg.max_epochs
-    opt = _optimizer(model, cfg)
-    metrics_file = None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_file = (run_dir / "metrics.jsonl").open("a")
-
-    best = _Best()
     ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
-    step, epoch = 0, 0
-    result = TrainResult(-1, math.nan, 0, 0, 0.0)
-    start = time.perf_counter()
-    sched = _Schedule(cfg, total, start)
+    run = _Run(model, _optimizer(model, cfg), Schedule(cfg, total, time.perf_counter()), ema)
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the interrupted run")
+        run.restore(run_dir, fingerprint)
+    keeper = (
+        None if run_dir is None else Checkpoints(cfg.checkpoint_every_s, cfg.checkpoint_every_steps)
+    )
+    metrics_file = None if run_dir is None else metrics_file_for(run_dir, run.result.history)
     progress = _progress(cfg.progress, total)
-    task = progress.add_task("training", total=total, loss=math.nan, ex_s=0.0) if progress else None
+    task = None
+    if progress:
+        task = progress.add_task(
+            "training", total=total, completed=run.pos.step, loss=math.nan, ex_s=0.0
+        )
+    sched, result, epoch = run.sched, run.result, run.pos.epoch
     try:
-        for epoch in range(1, cfg.max_epochs + 1):
-            model.train()
-            ep_loss, ep_n, ep_start = 0.0, 0, time.perf_counter()
-            for idx in length_batches(lengths, cfg.batch_size, rng):
-                batch = make_batch(idx, src, targets, pad_id)
-                loss = _step(model, opt, batch, grammar, cfg, sched.lr(step))
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                ep_loss += loss * len(idx)
-                ep_n += len(idx)
-                if progress:
-                    rate = ep_n / max(time.perf_counter() - ep_start, 1e-9)
-                    progress.update(task, advance=1, loss=ep_loss / ep_n, ex_s=rate)
-                if sched.over(step):
+        with keeper.installed() if keeper else nullcontext():
+            for epoch in range(run.pos.epoch, cfg.max_epochs + 1):
+                if epoch != run.pos.epoch or not run.pos.rng:  # a new epoch, not a resumed one
+                    run.pos = Position(epoch, 0, run.pos.step, rng=rng.bit_generator.state)
+                rng.bit_generator.state = run.pos.rng  # the epoch's batch order, drawn again
+                model.train()
+                ep_start = time.perf_counter()
+                for idx in length_batches(lengths, cfg.batch_size, rng)[run.pos.batch :]:
+                    if sched.over(run.pos.step):
+                        break
+                    batch = make_batch(idx, src, targets, pad_id)
+                    loss = _step(model, run.opt, batch, grammar, cfg, sched.lr(run.pos.step))
+                    if ema is not None:
+                        ema.update(model)
+                    run.pos.step, run.pos.batch = run.pos.step + 1, run.pos.batch + 1
+                    run.pos.ep_loss += loss * len(idx)
+                    run.pos.ep_n += len(idx)
+                    if progress:
+                        rate = run.pos.ep_n / max(time.perf_counter() - ep_start, 1e-9)
+                        progress.update(
+                            task, advance=1, loss=run.pos.ep_loss / run.pos.ep_n, ex_s=rate
+                        )
+                    if keeper and keeper.due(run.pos.step):
+                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint)
+                step = run.pos.step
+                now = time.perf_counter()
+                row: dict = {
+                    "epoch": epoch,
+                    "step": step,
+                    "train_loss": run.pos.ep_loss / max(run.pos.ep_n, 1),
+                    "lr": run.opt.param_groups[0]["lr"],
+                    "examples_per_s": run.pos.ep_n / max(now - ep_start, 1e-9),
+                    "elapsed_s": now - sched.start,
+                }
+                done = sched.over(step)
+                if sched.cooldown:
+                    row["cooldown"] = True
+                if valid is not None and (epoch % cfg.eval_every == 0 or done):
+                    with ema.applied(model) if ema is not None else nullcontext():
+                        score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
+                        run.best.update(score, epoch, model)
+                result.history.append(row)
+                _record(row, metrics_file, None if progress else log)
+                if done:
+                    result.stopped = stop_reason(sched.cooled(step), step, total, cfg)
                     break
-            now = time.perf_counter()
-            row: dict = {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": ep_loss / max(ep_n, 1),
-                "lr": opt.param_groups[0]["lr"],
-                "examples_per_s": ep_n / max(now - ep_start, 1e-9),
-                "elapsed_s": now - start,
-            }
-            done = sched.over(step)
-            if sched.cooldown:
-                row["cooldown"] = True
-            if valid is not None and (epoch % cfg.eval_every == 0 or done):
-                with ema.applied(model) if ema is not None else nullcontext():
-                    score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
-                    best.update(score, epoch, model)
-            result.history.append(row)
-            _record(row, metrics_file, None if progress else log)
-            if done:
-                result.stopped = _stop_reason(sched.cooled(step), step, total, cfg)
-                break
-            if best.bad_evals >= cfg.patience and sched.cooldown is None:
-                if cfg.cooldown_frac == 0:
-                    result.stopped = "early_stopping"
-                    break
-                length = max(steps_per_epoch, int(cfg.cooldown_frac * step))
-                sched.cooldown = Cooldown(start=step, steps=length, lr0=opt.param_groups[0]["lr"])
+                if run.best.bad_evals >= cfg.patience and sched.cooldown is None:
+                    if cfg.cooldown_frac == 0:
+                        result.stopped = "early_stopping"
+                        break
+                    length = max(steps_per_epoch, int(cfg.cooldown_frac * step))
+                    lr0 = run.opt.param_groups[0]["lr"]
+                    sched.cooldown = Cooldown(start=step, steps=length, lr0=lr0)
     finally:
         if progress:
             progress.stop()
         if metrics_file:
             metrics_file.close()
-    if best.state is not None:
-        model.load_state_dict(best.state)
+    if run.best.state is not None:
+        model.load_state_dict(run.best.state)
     elif ema is not None:  # no validation: the average of the last steps
         model.load_state_dict(ema.avg)
     model.eval()
-    result.best_epoch, result.best_score = best.epoch, best.score
-    result.epochs, result.steps, result.seconds = epoch, step, time.perf_counter() - start
+    result.best_epoch, result.best_score = run.best.epoch, run.best.score
+    result.epochs, result.steps = epoch, run.pos.step
+    result.seconds = time.perf_counter() - sched.start
     return result
+
+
+def _checkpoint(
+    run: _Run,
+    keeper: Checkpoints,
+    run_dir: Path,
+    fingerprint: str,
+    on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None,
+) -> None:
+    """Save the run (and hand out its best weights); after a stop signal, stop here."""
+    if on_checkpoint is not None:
+        on_checkpoint(run.usable())
+    run.save(run_dir, fingerprint)
+    keeper.saved()
+    if keeper.signal is not None:
+        name = signal.Signals(keeper.signal).name
+        raise Interrupted(
+            f"training stopped by {name} at step {run.pos.step}; its state and best weights so "
+            f"far are saved in {run_dir}",
+            keeper.signal,
+        )
 
 
 def _step(
@@ -392,18 +407,6 @@ def _validate(
         raise ValueError("select='spearman' needs a score function (validation data)")
     row["valid_spearman"] = score = score_fn()
     return score
-
-
-def _stop_reason(cooled_down: bool, step: int, total: int, cfg: TrainConfig) -> str:
-    if cooled_down:
-        return "early_stopping"
-    if step < total:
-        return "time_budget"
-    return "max_steps" if cfg.max_steps else "max_epochs"
-
-
-def _out_of_time(start: float, cfg: TrainConfig) -> bool:
-    return cfg.time_budget_s is not None and time.perf_counter() - start > cfg.time_budget_s
 
 
 def _progress(enabled: bool, total: int):

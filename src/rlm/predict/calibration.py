@@ -143,6 +143,11 @@ def quantile_table(
     return calibration.quantiles(draws, taus)
 
 
+def calibratable(rows: Sequence[Any], names: Sequence[str]) -> bool:
+    """Whether held-out rows (with a ``y`` mapping) have ``MIN_ROWS`` targets of every objective."""
+    return all(sum(name in e.y for e in rows) >= MIN_ROWS for name in names)
+
+
 def fit_calibration(
     draws: np.ndarray, y: np.ndarray, levels: Sequence[float] = LEVELS
 ) -> IntervalCalibration:
