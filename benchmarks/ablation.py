@@ -108,7 +108,9 @@ def positions(model: RegressionLM, split: acc.Split) -> float:
     return float(np.mean([len(r) for r in model.encode_inputs(split.train)]))
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, log: Callable[[str], None], partial: Path | None = None
+) -> dict[str, Any]:
     s = acc.settings_for(args)
     tasks = [t for t in acc.all_tasks(args.data) if t.name in TASKS]
     tasks = acc.select_tasks(tasks, args.tasks)
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                 f"{time.perf_counter() - start:.0f}s total"
             )
         out[task.name] = {"n_train": len(split.train), "n_test": len(split.test), **results}
+        if partial is not None:  # progress survives a crash an hour in
+            partial.write_text(json.dumps(out, indent=2))
     return {
         "settings": {"budget_s": s.budget_s, "samples": s.samples, "seed": s.seed},
         "tasks": out,
@@ -194,8 +198,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     console = Console(width=160)
-    report = run(args, lambda line: console.print(f"[dim]{line}"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_suffix(".partial.json")
+    report = run(args, lambda line: console.print(f"[dim]{line}"), partial)
+    partial.unlink(missing_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     md = markdown(report)
     args.out.with_suffix(".md").write_text(md)
