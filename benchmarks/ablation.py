@@ -20,7 +20,8 @@ Strings and code (``nas201/cifar10_test_acc``, ``pie/memory_kb``):
 * ``num+digits``: the digits and a ``<num>`` (``numbers="both"``).
 
 Heads, on each family's default representation (fields; edges; text): ``digits`` (the
-variant above), ``mse`` and ``gaussian`` (``ModelConfig.head``).
+variant above), ``mse`` and ``gaussian`` (``ModelConfig.head``); and ``num+mse`` for strings
+and code: numbers as values under the MSE head.
 
 Run:  .venv/bin/python benchmarks/ablation.py [--tasks systems/x264 pie] [--sizes 100]
 Writes benchmarks/results/ablation.json and ablation.md. Default sizes: 100 rows for
@@ -86,6 +87,8 @@ def variants(kind: acc.Kind) -> dict[str, Variant]:
         default, base = ("edges" if kind == "nas" else "text"), "small"
     for head in HEADS:
         reps[head] = {**reps[default], "model": preset(base, head=head)}
+    if kind != "config":  # numbers read as values, under the head that does not collapse
+        reps["num+mse"] = {**reps["num"], "model": preset(base, head="mse")}
     return reps
 
 

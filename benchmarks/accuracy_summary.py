@@ -16,7 +16,13 @@ from typing import Any
 
 BASELINES = ("tfidf_ridge", "gbt", "lightgbm", "catboost", "tabm")
 TREES = ("gbt", "lightgbm", "catboost")  # "the best tree": the best of these on test, per row
-RLMS = ("rlm", "rlm_mse", "rlm_multi", "rlm_multi_ft")  # every RLM variant a report may hold
+RLMS = (
+    "rlm",
+    "rlm_digits",
+    "rlm_mse",
+    "rlm_multi",
+    "rlm_multi_ft",
+)  # every RLM variant a report may hold
 # no method learns anything on redis at any size (best test Spearman 0.13): it counts nowhere
 NO_SIGNAL = ("systems/redis",)
 NOMINAL = 0.8

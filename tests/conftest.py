@@ -29,8 +29,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train=TrainConfig(max_epochs=2, batch_size=32, lr=3e-3, progress=False),
     )
     out = tmp_path_factory.mktemp("tiny-model")
-    model.fit(rows, run_dir=out)
-    model.save(out)
+    model.fit(rows, run_dir=out)  # saves the model there
     return out
 
 

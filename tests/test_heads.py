@@ -120,3 +120,21 @@ def test_server_batches_give_a_value_head_the_same_draws() -> None:
     got = sample_jobs(m, asyncio.run(jobs()))
     np.testing.assert_array_equal(got[0], m.sample(CONFIGS[:3], 8, seed=5))
     np.testing.assert_array_equal(got[1], m.sample(CONFIGS[3:4], 4, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows", "calibrated", "preset", "head"),
+    [
+        ("fields", 100, True, "compact", "mse"),  # held-out rows will calibrate its intervals
+        ("fields", 100, False, "compact", "gaussian"),  # no held-out rows: its own spread
+        ("fields", 499, True, "compact", "mse"),
+        ("fields", 500, True, "compact", "digits"),
+        ("text", 100, True, "small", "digits"),
+    ],
+)
+def test_auto_model_gives_small_field_data_a_value_head(kind, rows, calibrated, preset, head):
+    from rlm.nn.config import PRESETS, auto_model
+
+    cfg = auto_model(kind, rows, calibrated, max_input_len=256)
+    assert cfg.head == head
+    assert cfg.d_model == PRESETS[preset].d_model

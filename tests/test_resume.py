@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rlm import RegressionLM, TrainConfig
-from rlm.nn.resume import STATE_JSON, STATE_TENSORS
+from rlm.nn.resume import STATE_FILE
 
 ROWS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 61)]
 Y = [float(x["size"] * (2 if x["mode"] == "a" else 1)) for x in ROWS]
@@ -55,9 +55,12 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
 
 
 def _steps_saved(d: Path) -> int:
+    from safetensors import safe_open
+
     try:
-        return json.loads((d / STATE_JSON).read_text())["position"]["step"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        with safe_open(str(d / STATE_FILE), framework="np") as f:
+            return json.loads(f.metadata()["rlm_train_state"])["position"]["step"]
+    except Exception:  # not written yet, or being replaced this instant
         return 0
 
 
@@ -76,9 +79,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_weights(tmp_path: Path) -
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # what the kill left is whole: the best model so far loads, the state is complete
-    assert {STATE_JSON, STATE_TENSORS, "model.safetensors", "config.json"} <= {
-        p.name for p in killed.iterdir()
-    }
+    assert {STATE_FILE, "model.safetensors", "config.json"} <= {p.name for p in killed.iterdir()}
     RegressionLM.load(killed).predict(ROWS[:2], samples=2)
     run(killed, "--resume")
 
@@ -86,7 +87,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_weights(tmp_path: Path) -
     assert want.keys() == got.keys()
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=k)
-    assert not (killed / STATE_JSON).exists()  # a finished run leaves the model, not its state
+    assert not (killed / STATE_FILE).exists()  # a finished run leaves the model, not its state
     history = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
 
@@ -117,8 +118,47 @@ def test_cli_sigterm_saves_a_usable_model_and_resumes(tmp_path: Path) -> None:
     assert "other data or options" in info.value.stderr
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert not (out / STATE_JSON).exists()
+    assert not (out / STATE_FILE).exists()
     assert RegressionLM.load(out).training_summary["epochs"] == 400
+    finished = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env)
+    assert finished.returncode == 2 and "holds a finished run" in finished.stderr
+
+
+def test_resume_after_an_epoch_end_and_into_the_cooldown(tmp_path: Path, monkeypatch) -> None:
+    """Checkpoints that land on epoch ends, a cool-down (whose start lr the resume must know):
+    "crash" right after the 5th save, resume, and reach the uninterrupted weights."""
+    import torch
+
+    from rlm.nn import training
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        max_epochs=25, batch_size=8, lr=3e-3, progress=False, checkpoint_every_steps=6, patience=2
+    )
+
+    def fit(d: Path, resume: bool = False) -> RegressionLM:
+        m = RegressionLM(model="tiny", train=cfg)
+        return m.fit(ROWS[:48], Y[:48], valid=(ROWS[48:], Y[48:]), run_dir=d, resume=resume)
+
+    reference = fit(tmp_path / "reference")
+    assert any(r.get("cooldown") for r in reference.result.history)  # the case under test
+    real, saves = training.save_state, []
+
+    def save_then_crash(*args, **kwargs) -> None:
+        real(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 5:
+            raise KeyboardInterrupt  # as if killed the instant the state hit the disk
+
+    monkeypatch.setattr(training, "save_state", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "killed")
+    monkeypatch.undo()
+    resumed = fit(tmp_path / "killed", resume=True)
+    want, got = reference.net.state_dict(), resumed.net.state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)
+    assert [r["lr"] for r in resumed.result.history] == [r["lr"] for r in reference.result.history]
 
 
 def test_resume_errors(tmp_path: Path) -> None:

@@ -36,9 +36,19 @@ def test_inputs_without_a_task_are_refused(xs, match: str) -> None:
         task_ids(xs, "system")
 
 
+POOLED = fit_calibration(np.random.default_rng(0).normal(size=(20, 8, 1)), np.zeros((20, 1)))
+
+
 def test_task_names_are_strings() -> None:
-    xs = [{"system": "x264"}, {"system": 7}, {"system": 7.0}, {"system": 2.5}, {"system": True}]
-    assert task_ids(xs, "system") == ["x264", "7", "7", "2.5", "True"]
+    values = ["x264", 7, 7.0, "7.0", 2.5, True, "v1.0"]
+    assert task_ids([{"system": v} for v in values], "system") == [
+        *("x264", "7", "7", "7", "2.5", "True", "v1.0")
+    ]
+    # a checkpoint that spelled task 7 as "7.0" still knows it
+    calibration = TaskCalibration.from_dict(
+        {"key": "system", "pooled": POOLED.to_dict(), "tasks": {"7.0": POOLED.to_dict()}}
+    )
+    assert set(calibration.tasks) == {"7"}
 
 
 def two_tasks(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -128,6 +128,18 @@ def test_model_reads_text_numbers_saves_and_loads(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.predict(xs[:3], samples=4), before)
 
 
+def test_inputs_longer_than_the_position_table_are_refused() -> None:
+    from rlm import RegressionLM, TrainConfig
+
+    m = RegressionLM(
+        model="tiny",
+        vocab=VocabConfig(numbers="value", max_length=4096),
+        train=TrainConfig(max_epochs=1, progress=False),
+    )
+    with pytest.raises(ValueError, match="max_length=4096 exceeds the model's max_input_len"):
+        m.fit(["a 1", "b 2"], [1.0, 2.0])
+
+
 def test_cli_option(tmp_path) -> None:
     import json
 

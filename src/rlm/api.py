@@ -26,7 +26,7 @@ from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples, inputs_of
-from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, preset
+from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
 from .nn.decoding import DecodeConfig, GrammarTable
 from .nn.model import RegressionTransformer
 from .nn.sampling import Draws, sample_digits, sample_values
@@ -36,7 +36,7 @@ from .numbers import NumberConfig
 from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import finish_run, load_model, run_fingerprint, save_model
-from .predict.calibration import calibratable, fit_calibration
+from .predict.calibration import MIN_ROWS, calibratable, fit_calibration
 from .predict.metrics import check_level
 from .predict.summary import Predictions, mean_spearman, score, score_by_task
 from .predict.tasks import Calibration, fit_task_calibration, task_ids
@@ -66,7 +66,8 @@ class RegressionLM:
         task_key: str | None = None,
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
-        inputs, ``small`` for text (its position table raised to ``vocab.max_length``).
+        inputs (with a value head under 500 rows per task: ``nn.config.auto_model``), ``small``
+        for text (its position table raised to ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
         (default) reads fields when every training input is a mapping, else text.
@@ -125,14 +126,15 @@ class RegressionLM:
             return all(isinstance(e.x, Mapping) for e in examples)
         return self.inputs == "fields"
 
-    def _build(self, examples: Sequence[Example]) -> None:
+    def _build(self, examples: Sequence[Example], calibrated: bool = False) -> None:
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
         self.task_scaling = None
-        if self.task_key is not None:
-            tasks = task_ids(inputs_of(examples), self.task_key)
-            ys = [e.y for e in examples]
-            self.task_scaling = TaskScaling.fit(ys, names, tasks, self.task_key)
+        tasks = self.tasks_of(examples)
+        if tasks is not None:
+            self.task_scaling = TaskScaling.fit(
+                [e.y for e in examples], names, tasks, str(self.task_key)
+            )
         rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
         self.fields, self.text_numbers, self.scaler = None, None, None
@@ -140,7 +142,8 @@ class RegressionLM:
         if self._auto_model:
             kind = "fields" if reads_fields else "text"
             length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
-            self.model_config = preset(AUTO_PRESET[kind], max_input_len=length)
+            per_task = len(examples) // len(set(tasks or [""]))
+            self.model_config = auto_model(kind, per_task, calibrated, length)
         if reads_fields:
             xs = [e.x for e in examples]
             self.fields = FieldEncoder.fit(xs, self.field_config, self.vocab_config)  # type: ignore[arg-type]
@@ -150,12 +153,11 @@ class RegressionLM:
             self.tokenizer = self.text_numbers.tokenizer
         else:
             self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
-            max_len = max(self.vocab_config.max_length, 1)
-            if max_len > self.model_config.max_input_len:
-                raise ValueError(
-                    f"vocab max_length={max_len} exceeds the model's max_input_len="
-                    f"{self.model_config.max_input_len}: lower one or raise the other"
-                )
+        if not reads_fields and self.vocab_config.max_length > self.model_config.max_input_len:
+            raise ValueError(
+                f"vocab max_length={self.vocab_config.max_length} exceeds the model's "
+                f"max_input_len={self.model_config.max_input_len}: lower one or raise the other"
+            )
         if self.model_config.head != "digits":
             self.scaler = TargetScaler.fit(rows, names)
         torch.manual_seed(self.train_config.seed)
@@ -211,16 +213,13 @@ class RegressionLM:
         resume: bool = False,
         calibrate: bool = True,
     ) -> RegressionLM:
-        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None).
-
-        With ``valid`` rows, they select the best weights and then (``calibrate=True``, and at
-        least 10 rows per objective) calibrate the predictive intervals: see ``calibrate``.
-        ``run_dir``: training writes ``metrics.jsonl``, resumable checkpoints with the best
-        model so far, then the final model there; SIGINT/SIGTERM save and raise
-        ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there.
-        """
+        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None). ``valid`` rows
+        select the best weights, then (``calibrate=True``, 10+ rows per objective) calibrate the
+        intervals. ``run_dir``: training writes ``metrics.jsonl``, resumable checkpoints with
+        the best model so far, then the final model there; SIGINT/SIGTERM save and raise
+        ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there."""
         train_ex, valid_ex = self._examples(X, y, valid)
-        self._build(train_ex)
+        self._build(train_ex, calibrated=calibrate and len(valid_ex or ()) >= MIN_ROWS)
         return self._train(
             train_ex, valid_ex, Path(run_dir) if run_dir else None, calibrate, resume
         )
@@ -303,7 +302,7 @@ class RegressionLM:
             score_fn=score_fn,
             run_dir=run_dir,
             resume=resume,
-            fingerprint=run_fingerprint(self, [*train_ex, *(valid_ex or [])]) if run_dir else "",
+            fingerprint=run_fingerprint(self, train_ex, valid_ex) if run_dir else "",
             on_checkpoint=None if run_dir is None else partial(save_model, self, run_dir),
         )
         self.training_summary = self.result.summary()

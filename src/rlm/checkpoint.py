@@ -21,16 +21,17 @@ from typing import Any
 from . import __version__
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors")
-CONFIG = FILES[0]
+CONFIG, TOKENIZER, WEIGHTS = FILES
 # 2: config.json records the sha256 of the weights and tokenizer (format 1 did not; still read)
 CHECKPOINT_FORMAT = 2
 HISTORY_FILE = "metrics.jsonl"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> str:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
     part: a temporary file in the same directory, fsync'd, then renamed over ``path`` (a crash
-    leaves at most a stray ``.tmp`` file, never a truncated checkpoint file)."""
+    leaves at most a stray ``.tmp`` file, never a truncated checkpoint file). Returns the
+    sha256 of ``data`` (``digest`` of the file, without reading it back)."""
     # not mkstemp: its files are private (0600); a checkpoint gets the umask's usual mode
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -43,6 +44,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -100,7 +102,10 @@ def read_meta(d: Path) -> dict[str, Any]:
             f"{d} was written by a newer rlm ({meta.get('rlm_version')}, checkpoint format {fmt}"
             f"); rlm {__version__} reads formats up to {CHECKPOINT_FORMAT}: upgrade rlm"
         )
-    for name, want in (meta.get("files") or {}).items():  # format 1 recorded none
+    files = meta.get("files") or {}  # format 1 recorded none
+    if not isinstance(files, dict):
+        raise ValueError(f"{d / CONFIG}: 'files' is not a mapping; the checkpoint is damaged")
+    for name, want in files.items():
         if name not in FILES:
             raise ValueError(f"{d / CONFIG} lists an unknown file {name!r}: it is damaged")
         if digest(d / name) != want:
@@ -118,10 +123,15 @@ def checkpoint_targets(directory: Path) -> list[str]:
 
 def safetensors_params(path: Path) -> int:
     """Parameter count from a safetensors header (8-byte length + JSON), without loading torch."""
-    with path.open("rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(min(n, 100_000_000)))
+        return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{path} has no readable safetensors header ({e}): it is damaged"
+        ) from None
 
 
 def read_history(directory: Path) -> list[dict[str, Any]]:

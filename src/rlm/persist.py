@@ -16,14 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .checkpoint import CHECKPOINT_FORMAT, FILES, atomic_write, check_checkpoint, digest, read_meta
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CONFIG,
+    TOKENIZER,
+    WEIGHTS,
+    atomic_write,
+    check_checkpoint,
+    read_meta,
+)
 from .inputs.fields import FieldEncoder
 from .inputs.text import SerializerConfig
 from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer
 from .io.examples import Example
 from .nn.config import ModelConfig, TrainConfig
-from .nn.resume import STATE_JSON, STATE_TENSORS
+from .nn.resume import STATE_FILE
 from .numbers import NumberConfig
 from .numbers.scaling import TargetScaler, TaskScaling
 from .numbers.targets import TargetCodec
@@ -33,9 +41,6 @@ if TYPE_CHECKING:
     import torch
 
     from .api import RegressionLM
-
-WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
-assert set(FILES) == {WEIGHTS, CONFIG, TOKENIZER}  # one list of a checkpoint's files
 
 
 def save_model(
@@ -54,12 +59,14 @@ def save_model(
     d.mkdir(parents=True, exist_ok=True)
     weights = net.state_dict() if weights is None else weights
     state = {k: v.detach().contiguous() for k, v in weights.items()}
-    atomic_write(d / WEIGHTS, save(state, metadata={"format": "rlm", "version": __version__}))
-    atomic_write(d / TOKENIZER, tok.to_json().encode("utf-8"))
+    files = {  # config.json records these digests: a file from elsewhere is named at load
+        WEIGHTS: atomic_write(d / WEIGHTS, save(state, {"format": "rlm", "version": __version__})),
+        TOKENIZER: atomic_write(d / TOKENIZER, tok.to_json().encode("utf-8")),
+    }
     meta = {
         "format": CHECKPOINT_FORMAT,
         "rlm_version": __version__,
-        "files": {name: digest(d / name) for name in (WEIGHTS, TOKENIZER)},
+        "files": files,
         "model": m.model_config.to_dict(),
         "train": m.train_config.to_dict(),
         "serializer": m.serializer.to_dict(),
@@ -108,12 +115,7 @@ def _from_meta(cls: type[RegressionLM], meta: dict[str, Any], d: Path) -> Regres
         targets=codec.names,
         task_key=inputs.get("task_key"),
     )
-    try:
-        m.tokenizer = InputTokenizer.load(d / TOKENIZER)
-    except Exception as e:  # JSON, our checks, or the Rust parser: all say the file is bad
-        raise ValueError(
-            f"{d / TOKENIZER} cannot be read ({e}): the checkpoint is damaged"
-        ) from None
+    m.tokenizer = InputTokenizer.load(d / TOKENIZER)  # a damaged file: a ValueError naming it
     m.vocab_config = m.tokenizer.config
     m.codec = codec
     if inputs["kind"] == "fields":
@@ -157,13 +159,17 @@ def _weights(d: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def run_fingerprint(m: RegressionLM, rows: Sequence[Example]) -> str:
+def run_fingerprint(
+    m: RegressionLM, train: Sequence[Example], valid: Sequence[Example] | None
+) -> str:
     """sha256 of what a training run depends on (options, fitted vocabularies, the rows), so a
     resume on other data or options is refused rather than silently mixed."""
     tok, codec, _ = m._check_fitted()
+    how_often = ("progress", "checkpoint_every_s", "checkpoint_every_steps")  # not the result
     options = {
         "model": m.model_config.to_dict(),
-        "train": {k: v for k, v in m.train_config.to_dict().items() if k != "progress"},
+        "train": {k: v for k, v in m.train_config.to_dict().items() if k not in how_often},
+        "serializer": m.serializer.to_dict(),
         "numbers": m.numbers.to_dict(),
         "targets": codec.to_dict(),
         "fields": None if m.fields is None else m.fields.to_dict(),
@@ -171,13 +177,14 @@ def run_fingerprint(m: RegressionLM, rows: Sequence[Example]) -> str:
     }
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     h.update(tok.to_json().encode())
-    for e in rows:
-        h.update(json.dumps([e.x, e.y], sort_keys=True, default=str).encode())
+    for part in (train, valid or ()):
+        h.update(f"|{len(part)} rows|".encode())  # a row moved from train to valid differs
+        for e in part:
+            h.update(json.dumps([e.x, e.y], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
 def finish_run(m: RegressionLM, run_dir: Path) -> None:
     """The final model into the run directory, then its resumable state is no longer needed."""
     save_model(m, run_dir)
-    for name in (STATE_TENSORS, STATE_JSON):
-        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / STATE_FILE).unlink(missing_ok=True)

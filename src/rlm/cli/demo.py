@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..inputs.vocab import VocabConfig
 from ..io import Example, Layout
-from .app import app, out, user_errors
+from .app import app, err, out, user_errors
 from .files import write_layout
 from .format import fmt
 from .options import NoProgress
@@ -135,7 +135,6 @@ def _train(
     from ..nn.config import TrainConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.jsonl").unlink(missing_ok=True)  # the demo owns its directory
     model = RegressionLM(
         model=plan.preset,
         targets=[DEMO_TARGET],
@@ -148,9 +147,14 @@ def _train(
             progress=progress,
         ),
     )
-    model.fit(train_rows, valid=valid_rows, run_dir=out_dir)
-    model.save(out_dir)
+    from ..nn.resume import Interrupted
+
     write_layout(out_dir, Layout(), "rlm.io.load_demo('nas201')", len(train_rows), len(valid_rows))
+    try:  # the final model is saved into out_dir (the best so far, when stopped early)
+        model.fit(train_rows, valid=valid_rows, run_dir=out_dir)
+    except Interrupted as e:
+        err.print(f"{e}", soft_wrap=True)
+        raise typer.Exit(128 + e.signum) from None
     return model
 
 

@@ -251,16 +251,13 @@ def train(
             seed=seed,
             progress=not no_progress,
         )
-        if not resume:
-            _refuse_previous_run(out_dir, overwrite)
+        resume = _resumable(out_dir) if resume else _refuse_previous_run(out_dir, overwrite)
         rows = read_labeled(data, target, layout)
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
         if valid is not None:
             valid_rows = read_labeled(valid, target, layout)
         train_rows = train_rows[:limit] if limit is not None else train_rows
         valid_rows = _noted(valid_rows)
-        if not resume:  # training appends to metrics.jsonl: start afresh, never mix two runs
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
 
         from ..api import RegressionLM
 
@@ -280,12 +277,14 @@ def train(
         )
         from ..nn.resume import Interrupted
 
+        # how rows were read, first: a checkpoint saved mid-run is then usable as it is
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
         try:  # fit writes checkpoints, then the final model, into out_dir
             model.fit(train_rows, valid=valid_rows, run_dir=out_dir, resume=resume)
         except Interrupted as e:
             err.print(f"{e}: to continue, run the same command with --resume", soft_wrap=True)
             raise typer.Exit(128 + e.signum) from None
-        write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
         _print_train_summary(model, out_dir, len(train_rows), len(valid_rows or ()))
         if valid_rows:
             _print_validation(model, valid_rows, samples=samples, level=level, seed=seed)
@@ -302,13 +301,31 @@ def _model_config(preset: Preset, max_length: int) -> ModelConfig | str:
     return model_cfg
 
 
-def _refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
+def _resumable(out_dir: Path) -> bool:
+    """--resume: True when out_dir holds a run's saved state; a run killed before its first
+    checkpoint has none and starts afresh; a finished run has nothing to resume."""
+    from ..nn.resume import has_state
+
+    if has_state(out_dir):
+        return True
+    if (out_dir / "config.json").exists():
+        raise ValueError(
+            f"{out_dir} holds a finished run (its model is saved): nothing to resume; pass "
+            "--overwrite to train again"
+        )
+    err.print(f"no saved training state in {out_dir}: training from the start", soft_wrap=True)
+    return False
+
+
+def _refuse_previous_run(out_dir: Path, overwrite: bool) -> bool:
+    """False (a new run), unless out_dir holds a run and --overwrite was not given: an error."""
     previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
     if previous and not overwrite:
         raise ValueError(
             f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
         )
+    return False
 
 
 def _train_valid(

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from ..checkpoint import atomic_write
 from ..strict import strict_from_dict
 
 Kind = Literal["bpe", "bytes"]
@@ -268,7 +269,7 @@ class InputTokenizer:
         p = Path(path)
         if p.is_dir():
             p = p / FILE_NAME
-        p.write_text(self.to_json(), encoding="utf-8")
+        atomic_write(p, self.to_json().encode("utf-8"))  # never a half-written tokenizer
         return p
 
     @classmethod
@@ -277,7 +278,12 @@ class InputTokenizer:
         p = Path(path)
         if p.is_dir():
             p = p / FILE_NAME
-        return cls.from_json(p.read_text(encoding="utf-8"))
+        try:
+            return cls.from_json(p.read_text(encoding="utf-8"))
+        except ValueError as e:  # bad JSON or UTF-8, or not ours: say which file
+            raise ValueError(f"{p} cannot be read: {e}") from None
+        except Exception as e:  # the Rust parser's own error type: the same for the user
+            raise ValueError(f"{p} cannot be read ({e}): the file is damaged") from None
 
     def __repr__(self) -> str:
         c = self._config

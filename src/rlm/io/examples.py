@@ -10,7 +10,9 @@ simply missing from ``y`` and the model masks it. Torch-free.
 from __future__ import annotations
 
 import math
+import numbers
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +174,21 @@ def as_examples(
             raise ValueError(f"row {i}: {len(values)} target values for targets {keys}")
         rows.append(Example.make(x, dict(zip(keys, values.tolist(), strict=True)), id=str(i)))
     return rows
+
+
+_INTEGRAL = re.compile(r"(-?\d+)\.0*")
+
+
+def task_name(value: Any) -> str:
+    """The name of the task an input's ``task_key`` value names. Integral numbers, and the
+    text of one (``"1.0"``, as an older checkpoint or a CSV column may spell it), are written
+    as ints, so 1, 1.0 and "1.0" name one task; everything else is its ``str``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else str(value)
+    text = str(value)
+    m = _INTEGRAL.fullmatch(text)
+    return m.group(1) if m else text
 
 
 def groups(keys: Sequence[str]) -> dict[str, np.ndarray]:

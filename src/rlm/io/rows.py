@@ -9,7 +9,10 @@ the same model input in training, evaluation and prediction. Torch-free.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import sys
+import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +39,23 @@ def iter_rows(
             yield rec, rec
         return
     kind = kind or file_kind(path)
-    if kind == "jsonl":
-        with open_text(path) as f:
-            for _, rec in jsonl_objects(f, str(path)):
+    try:
+        if kind == "jsonl":
+            with open_text(path) as f:
+                for _, rec in jsonl_objects(f, str(path)):
+                    yield rec, rec
+        elif kind == "csv":
+            for _, cells in csv_cells(path):
+                yield cells, {k: parse_cell(v) for k, v in cells.items()}
+        else:
+            for rec in parquet_rows(path, chunk_size):
                 yield rec, rec
-    elif kind == "csv":
-        for _, cells in csv_cells(path):
-            yield cells, {k: parse_cell(v) for k, v in cells.items()}
-    else:
-        for rec in parquet_rows(path, chunk_size):
-            yield rec, rec
+    except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
+        # a damaged or mislabelled file: the format library's own exception, said plainly
+        raise ValueError(
+            f"{path} cannot be read as {kind}{' (gzip)' if path.suffix == '.gz' else ''}: "
+            f"{e}; the file is damaged or its name does not match its format"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,21 @@ out-of-memory kill. While ``train`` runs with a run directory it writes, every
 ``TrainConfig.checkpoint_every_s`` seconds (or ``checkpoint_every_steps`` steps), and when
 SIGINT or SIGTERM arrives:
 
-* ``train_state.safetensors``: the current weights (``model.*``), the optimiser's moments
-  (``opt.<i>.*``), the best weights so far (``best.*``), the weight average (``ema.*``) and
-  torch's RNG state (``rng.torch``);
-* ``train_state.json``: where the run is (the epoch in progress, how many of its batches are
-  done, the step, the seconds trained, the numpy generator's state at the start of that epoch,
-  so its batch order is drawn again identically), the best score and the evaluations since,
-  the cool-down, the epoch rows so far, and a fingerprint of the data and options.
+* the tensors of ``train_state.safetensors``: the current weights (``model.*``), the
+  optimiser's moments (``opt.<i>.*``), the best weights so far (``best.*``), the weight average
+  (``ema.*``) and torch's RNG state (``rng.torch``);
+* its metadata, as JSON: where the run is (the epoch in progress, how many of its batches are
+  done, the step and its learning rate, the seconds trained, the numpy generator's state at
+  the start of that epoch, so its batch order is drawn again identically), the best score and
+  the evaluations since, the cool-down, the epoch rows so far, and a fingerprint of the data
+  and options.
 
-Both are written atomically (``rlm.checkpoint.atomic_write``), the JSON last and naming the
-sha256 of the tensors it belongs with, so a kill at any instant leaves the previous complete
-state. A resumed run replays nothing and skips nothing: it restores every piece above and
-continues at the next batch, reaching the weights an uninterrupted run reaches (a test kills a
-training process with SIGKILL and compares).
+One file written atomically (``rlm.checkpoint.atomic_write``): a kill at any instant leaves the
+previous complete state or the new one. A resumed run replays nothing and skips nothing: it
+restores every piece above and continues at the next batch, reaching the weights an
+uninterrupted run reaches (a test kills a training process with SIGKILL and compares). Under
+``time_budget_s`` the schedule follows the clock, so a resumed run is as close as the clock
+allows, not bitwise.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from typing import IO, Any
 
 import torch
 
-from ..checkpoint import atomic_write, digest
+from ..checkpoint import atomic_write
 
-STATE_TENSORS, STATE_JSON = "train_state.safetensors", "train_state.json"
+STATE_FILE = "train_state.safetensors"
 STATE_FORMAT = 1
+_META_KEY = "rlm_train_state"
 
 
 class Interrupted(Exception):
@@ -59,6 +62,7 @@ class Position:
     rng: dict[str, Any] = field(default_factory=dict)  # numpy generator state at epoch start
     ep_loss: float = 0.0  # the epoch's running loss sum and examples, for its history row
     ep_n: int = 0
+    lr: float = 0.0  # the last step's learning rate (the cool-down starts from it)
 
 
 @dataclass
@@ -83,6 +87,8 @@ def save_state(
     best: dict[str, torch.Tensor] | None,
     ema: dict[str, torch.Tensor] | None,
 ) -> None:
+    """One file, written atomically: the tensors, and the run state as JSON in its metadata, so
+    a kill at any instant leaves either the previous state or this one, never a mix."""
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -91,14 +97,13 @@ def save_state(
     tensors.update({f"best.{k}": v for k, v in (best or {}).items()})
     tensors.update({f"ema.{k}": v for k, v in (ema or {}).items()})
     tensors["rng.torch"] = torch.get_rng_state()
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-    atomic_write(run_dir / STATE_TENSORS, data)
-    meta = {"format": STATE_FORMAT, "tensors": digest(run_dir / STATE_TENSORS), **asdict(state)}
-    atomic_write(run_dir / STATE_JSON, json.dumps(meta).encode("utf-8"))
+    meta = json.dumps({"format": STATE_FORMAT, **asdict(state)})
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, {_META_KEY: meta})
+    atomic_write(run_dir / STATE_FILE, data)
 
 
 def has_state(run_dir: Path) -> bool:
-    return (run_dir / STATE_JSON).is_file()
+    return (run_dir / STATE_FILE).is_file()
 
 
 def load_state(
@@ -107,37 +112,44 @@ def load_state(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
 ) -> tuple[RunState, dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
-    """Restore the model, optimiser and torch RNG in place; returns the run state and the best
-    and averaged weights (None when the run had none)."""
-    from safetensors.torch import load_file
-
+    """Restore the model, optimiser (learning rate included) and torch RNG in place; returns the
+    run state and the best and averaged weights (None when the run had none)."""
+    path = run_dir / STATE_FILE
     if not has_state(run_dir):
-        raise ValueError(
-            f"{run_dir} holds no training state ({STATE_JSON} missing): nothing to resume; "
-            "train without resume"
-        )
-    meta = json.loads((run_dir / STATE_JSON).read_text())
-    if meta.pop("format") != STATE_FORMAT or meta.pop("tensors") != digest(run_dir / STATE_TENSORS):
-        raise ValueError(
-            f"{run_dir / STATE_TENSORS} does not match {STATE_JSON}: the state is damaged; "
-            "train without resume"
-        )
-    state = RunState(**{**meta, "position": Position(**meta["position"])})
+        raise ValueError(f"{run_dir} holds no training state ({STATE_FILE}): nothing to resume")
+    state, tensors = _read(path)
     if state.fingerprint != fingerprint:
         raise ValueError(
             f"the training state in {run_dir} belongs to other data or options: resume with the "
             "same data and options as the interrupted run, or train without resume"
         )
-    tensors = load_file(str(run_dir / STATE_TENSORS))
     model.load_state_dict(_prefixed(tensors, "model."))
-    opt_state = opt.state_dict()
     per: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in _prefixed(tensors, "opt.").items():
         i, name = k.split(".", 1)
         per.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": per, "param_groups": opt_state["param_groups"]})
+    opt.load_state_dict({"state": per, "param_groups": opt.state_dict()["param_groups"]})
+    if state.position.lr:
+        for group in opt.param_groups:
+            group["lr"] = state.position.lr
     torch.set_rng_state(tensors["rng.torch"])
     return state, _prefixed(tensors, "best.") or None, _prefixed(tensors, "ema.") or None
+
+
+def _read(path: Path) -> tuple[RunState, dict[str, torch.Tensor]]:
+    """The state file, checked: a damaged or foreign one is a ValueError naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    damaged = f"{path} is damaged or not a training state; train without resume"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[_META_KEY])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        if meta.pop("format") != STATE_FORMAT:
+            raise ValueError(f"{path} is a training state of another rlm version; {damaged}")
+        return RunState(**{**meta, "position": Position(**meta["position"])}), tensors
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{damaged} ({type(e).__name__}: {e})") from None
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -152,6 +164,7 @@ class Checkpoints:
         self.every_s, self.every_steps = every_s, every_steps
         self.last = time.perf_counter()
         self.signal: int | None = None
+        self.saving = False  # a second signal while saving waits: a half-written save is lost
 
     def due(self, step: int) -> bool:
         if self.signal is not None:
@@ -170,15 +183,19 @@ class Checkpoints:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        old = {s: signal.getsignal(s) for s in signals}
+        # a signal the process ignores (SIG_IGN, e.g. SIGINT of a background job) stays ignored
+        old = {
+            s: h
+            for s in (signal.SIGINT, signal.SIGTERM)
+            if (h := signal.getsignal(s)) is not signal.SIG_IGN and h is not None
+        }
 
         def handler(signum: int, frame: Any) -> None:
-            if self.signal is not None:
+            if self.signal is not None and not self.saving:
                 raise KeyboardInterrupt
             self.signal = signum
 
-        for s in signals:
+        for s in old:
             signal.signal(s, handler)
         try:
             yield
@@ -188,10 +205,10 @@ class Checkpoints:
 
 
 def metrics_file_for(run_dir: Path, history: list[dict]) -> IO[str]:
-    """``metrics.jsonl`` for appending; a resumed run first rewrites it from its saved rows
-    (an epoch logged after the last checkpoint will be run, and logged, again)."""
+    """``metrics.jsonl`` for appending, first rewritten from the run's rows: empty for a new
+    run (never two runs in one file), the saved rows for a resumed one (an epoch logged after
+    its last checkpoint is run, and logged, again)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "metrics.jsonl"
-    if history:
-        atomic_write(path, "".join(json.dumps(r) + "\n" for r in history).encode())
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in history).encode())
     return path.open("a")

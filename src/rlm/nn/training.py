@@ -36,7 +36,9 @@ from .resume import (
     metrics_file_for,
     save_state,
 )
-from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401  (lr_at: 0.1 path)
+
+# lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
+from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
 from .source import Row, Source, collate
 
 Targets = EncodedTargets | ScaledTargets  # digit-decoder tokens, or a value head's floats
@@ -201,9 +203,12 @@ class _Run:
         self.sched.cooldown = None if state.cooldown is None else Cooldown(**state.cooldown)
         self.sched.start = time.perf_counter() - state.position.elapsed_s
 
-    def usable(self) -> dict[str, torch.Tensor]:
-        """The weights to hand out mid-run: the best validated ones, else the current."""
-        return self.best.state or self.model.state_dict()
+    def final_weights(self) -> dict[str, torch.Tensor]:
+        """The weights a run hands out, mid-run or at its end: the best validated ones, else
+        (no validation) the weight average, else the current weights."""
+        if self.best.state is not None:
+            return self.best.state
+        return self.ema.avg if self.ema is not None else self.model.state_dict()
 
 
 def train(
@@ -257,38 +262,45 @@ def train(
         with keeper.installed() if keeper else nullcontext():
             for epoch in range(run.pos.epoch, cfg.max_epochs + 1):
                 if epoch != run.pos.epoch or not run.pos.rng:  # a new epoch, not a resumed one
-                    run.pos = Position(epoch, 0, run.pos.step, rng=rng.bit_generator.state)
+                    pos = run.pos
+                    run.pos = Position(epoch, 0, pos.step, rng=rng.bit_generator.state, lr=pos.lr)
+                    if keeper and keeper.signal is not None:  # it came during validation
+                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint)
                 rng.bit_generator.state = run.pos.rng  # the epoch's batch order, drawn again
                 model.train()
-                ep_start = time.perf_counter()
+                ep_start, ep_n0 = time.perf_counter(), run.pos.ep_n
                 for idx in length_batches(lengths, cfg.batch_size, rng)[run.pos.batch :]:
                     if sched.over(run.pos.step):
                         break
                     batch = make_batch(idx, src, targets, pad_id)
-                    loss = _step(model, run.opt, batch, grammar, cfg, sched.lr(run.pos.step))
+                    run.pos.lr = sched.lr(run.pos.step)
+                    loss = _step(model, run.opt, batch, grammar, cfg, run.pos.lr)
                     if ema is not None:
                         ema.update(model)
                     run.pos.step, run.pos.batch = run.pos.step + 1, run.pos.batch + 1
                     run.pos.ep_loss += loss * len(idx)
                     run.pos.ep_n += len(idx)
                     if progress:
-                        rate = run.pos.ep_n / max(time.perf_counter() - ep_start, 1e-9)
+                        rate = (run.pos.ep_n - ep_n0) / max(time.perf_counter() - ep_start, 1e-9)
                         progress.update(
                             task, advance=1, loss=run.pos.ep_loss / run.pos.ep_n, ex_s=rate
                         )
                     if keeper and keeper.due(run.pos.step):
                         _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint)
                 step = run.pos.step
+                done = sched.over(step)
+                if done and run.pos.ep_n == 0:  # the clock ran out before this epoch began
+                    result.stopped = stop_reason(sched.cooled(step), step, total, cfg)
+                    break
                 now = time.perf_counter()
                 row: dict = {
                     "epoch": epoch,
                     "step": step,
                     "train_loss": run.pos.ep_loss / max(run.pos.ep_n, 1),
-                    "lr": run.opt.param_groups[0]["lr"],
-                    "examples_per_s": run.pos.ep_n / max(now - ep_start, 1e-9),
+                    "lr": run.pos.lr,
+                    "examples_per_s": (run.pos.ep_n - ep_n0) / max(now - ep_start, 1e-9),
                     "elapsed_s": now - sched.start,
                 }
-                done = sched.over(step)
                 if sched.cooldown:
                     row["cooldown"] = True
                 if valid is not None and (epoch % cfg.eval_every == 0 or done):
@@ -305,17 +317,13 @@ def train(
                         result.stopped = "early_stopping"
                         break
                     length = max(steps_per_epoch, int(cfg.cooldown_frac * step))
-                    lr0 = run.opt.param_groups[0]["lr"]
-                    sched.cooldown = Cooldown(start=step, steps=length, lr0=lr0)
+                    sched.cooldown = Cooldown(start=step, steps=length, lr0=run.pos.lr)
     finally:
         if progress:
             progress.stop()
         if metrics_file:
             metrics_file.close()
-    if run.best.state is not None:
-        model.load_state_dict(run.best.state)
-    elif ema is not None:  # no validation: the average of the last steps
-        model.load_state_dict(ema.avg)
+    model.load_state_dict(run.final_weights())
     model.eval()
     result.best_epoch, result.best_score = run.best.epoch, run.best.score
     result.epochs, result.steps = epoch, run.pos.step
@@ -331,9 +339,13 @@ def _checkpoint(
     on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None,
 ) -> None:
     """Save the run (and hand out its best weights); after a stop signal, stop here."""
-    if on_checkpoint is not None:
-        on_checkpoint(run.usable())
-    run.save(run_dir, fingerprint)
+    keeper.saving = True
+    try:
+        if on_checkpoint is not None:
+            on_checkpoint(run.final_weights())
+        run.save(run_dir, fingerprint)
+    finally:
+        keeper.saving = False
     keeper.saved()
     if keeper.signal is not None:
         name = signal.Signals(keeper.signal).name

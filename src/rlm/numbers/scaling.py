@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.examples import groups
+from ..io.examples import groups, task_name
 from ..strict import strict_from_dict
 
 
@@ -184,5 +184,6 @@ class TaskScaling:
         unknown = set(d) - {"key", "scalers"}
         if unknown:
             raise ValueError(f"unknown task scaling fields {sorted(unknown)}")
-        scalers = {t: TargetScaler.from_dict(s) for t, s in d["scalers"].items()}
+        # task_name: a checkpoint that spelled task 1 as "1.0" still knows it as "1"
+        scalers = {task_name(t): TargetScaler.from_dict(s) for t, s in d["scalers"].items()}
         return cls(str(d["key"]), scalers)

@@ -66,6 +66,11 @@ class TargetCodec:
             values = [r[name] for r in rows if name in r]
             if not values:
                 raise ValueError(f"target {name!r} has no value in the training rows")
+            if len(values) > 1 and min(values) == max(values):
+                raise ValueError(
+                    f"target {name!r} is constant ({values[0]:g} in all {len(values)} training "
+                    "rows): there is nothing to learn; check the target name and the data"
+                )
             configs.append(make_number_tokenizer(config, values).config)
             fill.append(float(np.median(values)))
         return cls(names, configs, fill)

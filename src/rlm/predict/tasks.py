@@ -21,14 +21,13 @@ Torch-free.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..io.examples import groups
+from ..io.examples import groups, task_name
 from .calibration import MIN_ROWS, IntervalCalibration, fit_calibration, quantile_table
 
 
@@ -49,9 +48,7 @@ def task_of(x: Any, key: str) -> str:
         raise ValueError(
             f"input has {key!r}: null, but it names the row's task: give every row one"
         )
-    if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
-        return str(int(v))  # 1 and 1.0 (a CSV or pandas float column) name one task
-    return str(v)
+    return task_name(v)
 
 
 def task_ids(xs: Sequence[Any], key: str) -> list[str]:
@@ -107,7 +104,7 @@ class TaskCalibration:
         return cls(
             key=str(d["key"]),
             pooled=IntervalCalibration.from_dict(d["pooled"]),
-            tasks={t: IntervalCalibration.from_dict(c) for t, c in d["tasks"].items()},
+            tasks={task_name(t): IntervalCalibration.from_dict(c) for t, c in d["tasks"].items()},
         )
 
 
