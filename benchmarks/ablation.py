@@ -64,7 +64,7 @@ Variant = dict[str, Any]  # RegressionLM keyword arguments beyond targets and tr
 
 def variants(kind: acc.Kind) -> dict[str, Variant]:
     """The representations of one kind of task, the default last, then the heads on it."""
-    text_preset = preset("small")
+    text_preset, digits = preset("small"), preset("compact")
     if kind == "config":
         reps: dict[str, Variant] = {
             "text": {"model": text_preset, "inputs": "text"},
@@ -73,9 +73,10 @@ def variants(kind: acc.Kind) -> dict[str, Variant]:
                 "inputs": "text",
                 "vocab": VocabConfig(pattern=PAIRS, vocab_size=4096, min_frequency=1),
             },
-            "category": {"model": "auto", "fields": FieldConfig(numbers="category")},
-            "value": {"model": "auto", "fields": FieldConfig(numbers="value")},
-            "fields": {"model": "auto"},
+            # the digit decoder, explicitly: model="auto" would pick a value head at 100 rows
+            "category": {"model": digits, "fields": FieldConfig(numbers="category")},
+            "value": {"model": digits, "fields": FieldConfig(numbers="value")},
+            "fields": {"model": digits},
         }
         default, base = "fields", "compact"
     else:
