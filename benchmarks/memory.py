@@ -2,15 +2,17 @@
 
 The workload of the issue: ``rlm train`` with the ``small`` preset on 1,300 configuration rows
 (x264: 19 fields, 300 more for validation), for a fixed number of epochs, then ``rlm predict``
-on 10,000 rows with 64 samples each. Each command runs in its own child process, and its peak
+on 2,000 rows with 64 samples each (it streams 1,024 rows at a time, so more rows take longer,
+not more memory). Each command runs in its own child process, and its peak
 resident set size is that child's ``ru_maxrss`` (read by a one-command wrapper, so no other
 child is mixed in). Variants:
 
-* ``fields``: the default reading of mapping inputs (one position per field);
-* ``text``: the config serialised to text (``--inputs text``, up to 256 BPE/digit tokens): the
-  reading the issue measured at 2.4 GB;
-* each also with ``RLM_KEEP_MALLOC=1`` (glibc's default allocator settings instead of
-  ``rlm.nn.runtime``'s, which keep freed blocks for speed).
+* ``auto`` / ``fields``: the defaults (``model="auto"``: the compact preset for field inputs);
+* ``small`` / ``fields``: the issue's preset, fields read one position each;
+* the same with ``RLM_KEEP_MALLOC=1`` (glibc's default allocator settings instead of
+  ``rlm.nn.runtime``'s, which keep freed blocks for speed);
+* ``small`` / ``text``: the config serialised to text (``--inputs text``, up to 256 BPE/digit
+  tokens), the reading the issue measured at 2.4 GB.
 
 Run:  .venv/bin/python benchmarks/memory.py [--epochs 3]
 Writes benchmarks/results/memory.json and prints a table.
@@ -31,6 +33,14 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "systems" / "x264.jsonl.gz"
 OUT = Path(__file__).resolve().parent / "results" / "memory.json"
 TARGET = "psnr_db"
+PREDICT_ROWS = 2_000  # two chunks of `rlm predict` (it streams 1,024 rows at a time)
+# (preset, inputs, RLM_KEEP_MALLOC): the default, the issue's workload, its allocator, as text
+VARIANTS = (
+    ("auto", "fields", False),
+    ("small", "fields", False),
+    ("small", "fields", True),
+    ("small", "text", False),
+)
 WRAPPER = (
     "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)"
@@ -50,7 +60,7 @@ def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]
 
 
 def write_rows(tmp: Path) -> tuple[Path, Path]:
-    """1,300 train + 300 valid rows, and 10,000 prediction inputs, from the shared x264 file."""
+    """1,300 train + 300 valid rows, and the prediction inputs, from the shared x264 file."""
     from rlm.io import read_jsonl
 
     rows = read_jsonl(DATA, targets=[TARGET])
@@ -62,7 +72,8 @@ def write_rows(tmp: Path) -> tuple[Path, Path]:
     data.write_text("\n".join(json.dumps(r) for r in lines))
     inputs = tmp / "inputs.jsonl"
     test = [e for e in rows if e.split == "test"]
-    inputs.write_text("\n".join(json.dumps({"x": test[i % len(test)].x}) for i in range(10_000)))
+    lines = (json.dumps({"x": test[i % len(test)].x}) for i in range(PREDICT_ROWS))
+    inputs.write_text("\n".join(lines))
     return data, inputs
 
 
@@ -76,41 +87,41 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         data, inputs = write_rows(tmp)
-        for inputs_kind in ("fields", "text"):
-            for keep in (False, True):
-                env = {**os.environ, **({"RLM_KEEP_MALLOC": "1"} if keep else {})}
-                run = tmp / f"{inputs_kind}-{keep}"
-                train = [*rlm, "train", str(data), "--target", TARGET, "--out", str(run)]
-                train += ["--preset", "small", "--epochs", str(args.epochs), "--no-progress"]
-                train += ["--inputs", inputs_kind, "--valid-split", "valid"]
-                train_mb, train_s, _ = peak_rss_mb(train, env)
-                predict = [
-                    *rlm,
-                    "predict",
-                    str(run),
-                    "--file",
-                    str(inputs),
-                    "-o",
-                    str(tmp / "p.csv"),
-                ]
-                predict_mb, predict_s, _ = peak_rss_mb(predict, env)
-                row = {
-                    "inputs": inputs_kind,
-                    "allocator": "glibc default" if keep else "rlm (keeps freed blocks)",
-                    "train_peak_rss_mb": round(train_mb),
-                    "train_s": round(train_s, 1),
-                    "predict_peak_rss_mb": round(predict_mb),
-                    "predict_s": round(predict_s, 1),
-                }
-                print(json.dumps(row), flush=True)
-                results.append(row)
+        for preset, inputs_kind, keep in VARIANTS:
+            env = {**os.environ, **({"RLM_KEEP_MALLOC": "1"} if keep else {})}
+            run = tmp / f"{preset}-{inputs_kind}-{keep}"
+            train = [*rlm, "train", str(data), "--target", TARGET, "--out", str(run)]
+            train += ["--preset", preset, "--epochs", str(args.epochs), "--no-progress"]
+            train += ["--inputs", inputs_kind, "--valid-split", "valid"]
+            train_mb, train_s, _ = peak_rss_mb(train, env)
+            predict = [
+                *rlm,
+                "predict",
+                str(run),
+                "--file",
+                str(inputs),
+                "-o",
+                str(tmp / "p.csv"),
+            ]
+            predict_mb, predict_s, _ = peak_rss_mb(predict, env)
+            row = {
+                "preset": preset,
+                "inputs": inputs_kind,
+                "allocator": "glibc default" if keep else "rlm (keeps freed blocks)",
+                "train_peak_rss_mb": round(train_mb),
+                "train_s": round(train_s, 1),
+                "predict_peak_rss_mb": round(predict_mb),
+                "predict_s": round(predict_s, 1),
+            }
+            print(json.dumps(row), flush=True)
+            results.append(row)
     report = {
         "benchmark": "memory",
         "date": time.strftime("%Y-%m-%d"),
         "workload": {
             "data": "systems/x264: 1,300 train + 300 valid rows, 19 fields",
             "train": f"rlm train --preset small --epochs {args.epochs}",
-            "predict": "rlm predict on 10,000 rows, 64 samples each (the default)",
+            "predict": f"rlm predict on {PREDICT_ROWS:,} rows, 64 samples each (the default)",
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "results": results,
