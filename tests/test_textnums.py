@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm.inputs.textnums import TextNumberEncoder, segments
+from rlm.inputs.numtext import segments
+from rlm.inputs.textnums import TextNumberEncoder
 from rlm.inputs.vocab import BOS_ID, EOS_ID, TRUNC_ID, InputTokenizer, VocabConfig
 
 CODE = [

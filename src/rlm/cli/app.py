@@ -49,3 +49,16 @@ def user_errors() -> Iterator[None]:
         yield
     except ValueError as e:
         raise CliError(str(e)) from e
+
+
+@contextmanager
+def stopped_training(hint: str = "") -> Iterator[None]:
+    """Training stopped by SIGINT/SIGTERM (its state already saved, ``rlm.nn.resume``): one
+    line on stderr, plus ``hint``, and the exit code a shell gives a signal (128 + signal)."""
+    from ..nn.resume import Interrupted  # torch is loaded by then: training is what stops
+
+    try:
+        yield
+    except Interrupted as e:
+        err.print(f"{e}{hint}", soft_wrap=True)
+        raise typer.Exit(128 + e.signum) from None

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..inputs.vocab import VocabConfig
 from ..io import Example, Layout
-from .app import app, err, out, user_errors
+from .app import app, out, stopped_training, user_errors
 from .files import write_layout
 from .format import fmt
 from .options import NoProgress
@@ -147,14 +147,9 @@ def _train(
             progress=progress,
         ),
     )
-    from ..nn.resume import Interrupted
-
     write_layout(out_dir, Layout(), "rlm.io.load_demo('nas201')", len(train_rows), len(valid_rows))
-    try:  # the final model is saved into out_dir (the best so far, when stopped early)
+    with stopped_training():  # the final model, or the best so far when stopped, in out_dir
         model.fit(train_rows, valid=valid_rows, run_dir=out_dir)
-    except Interrupted as e:
-        err.print(f"{e}", soft_wrap=True)
-        raise typer.Exit(128 + e.signum) from None
     return model
 
 

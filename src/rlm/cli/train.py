@@ -13,7 +13,7 @@ from ..nn.config import PRESETS, ModelConfig, TrainConfig
 from ..nn.config import preset as make_preset
 from ..numbers import NumberConfig
 from ..predict.metrics import check_level
-from .app import app, err, out, user_errors
+from .app import app, err, out, stopped_training, user_errors
 from .files import columns_option, read_labeled, split_rows, splits_of, write_layout
 from .format import fmt, kv_table, metrics_table
 from .options import InputsKind, NoProgress, Preset, Scheme, Select, TextNumbers
@@ -251,7 +251,10 @@ def train(
             seed=seed,
             progress=not no_progress,
         )
-        resume = _resumable(out_dir) if resume else _refuse_previous_run(out_dir, overwrite)
+        if resume:
+            resume = _resumable(out_dir)
+        else:
+            _refuse_previous_run(out_dir, overwrite)
         rows = read_labeled(data, target, layout)
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
         if valid is not None:
@@ -275,16 +278,12 @@ def train(
             + (f", validating on {len(valid_rows):,}" if valid_rows else "")
             + f" -> {out_dir}"
         )
-        from ..nn.resume import Interrupted
-
         # how rows were read, first: a checkpoint saved mid-run is then usable as it is
         out_dir.mkdir(parents=True, exist_ok=True)
         write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
-        try:  # fit writes checkpoints, then the final model, into out_dir
+        with stopped_training(": to continue, run the same command with --resume"):
+            # fit writes checkpoints, then the final model, into out_dir
             model.fit(train_rows, valid=valid_rows, run_dir=out_dir, resume=resume)
-        except Interrupted as e:
-            err.print(f"{e}: to continue, run the same command with --resume", soft_wrap=True)
-            raise typer.Exit(128 + e.signum) from None
         _print_train_summary(model, out_dir, len(train_rows), len(valid_rows or ()))
         if valid_rows:
             _print_validation(model, valid_rows, samples=samples, level=level, seed=seed)
@@ -317,15 +316,13 @@ def _resumable(out_dir: Path) -> bool:
     return False
 
 
-def _refuse_previous_run(out_dir: Path, overwrite: bool) -> bool:
-    """False (a new run), unless out_dir holds a run and --overwrite was not given: an error."""
+def _refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
     previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
     if previous and not overwrite:
         raise ValueError(
             f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
         )
-    return False
 
 
 def _train_valid(

@@ -25,7 +25,6 @@ tokenizer) is saved with the checkpoint and shown by ``rlm info``. Torch-free.
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import warnings
@@ -37,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..strict import strict_from_dict
-from .numtext import find_numbers, parse_number, piecewise_linear, quantile_edges, signed_log
+from .numtext import parse_number, piecewise_linear, quantile_edges, segments, signed_log
 from .text import format_number
 from .vocab import InputTokenizer, VocabConfig
 
@@ -250,7 +249,7 @@ class FieldEncoder:
             if cls._categorical(k, counts, seen, cfg)
             for c in counts
         )
-        pieces = [s[a.end : b.start] for s in seen.strings for a, b in _gaps(s)]
+        pieces = [p for s in seen.strings for p in segments(s, False) if isinstance(p, str)]
         tokenizer = InputTokenizer.train(pieces, vocab or VocabConfig(min_frequency=2))
         return cls(cfg, sorted(seen.keys), categories, stats, tokenizer)
 
@@ -336,11 +335,12 @@ class FieldEncoder:
         out = self._piece_cache.get(s)
         if out is None:
             out = []
-            for a, b in _gaps(s):
-                text = s[a.end : b.start]
-                out += [(self._piece0 + i, self._zeros()) for i in self.tokenizer.pieces(text)]
-                if b.value is not None:
-                    out.append((NUM, number_features(b.value, None, self.config.bins)))
+            for part in segments(s, False):
+                if isinstance(part, str):
+                    ids = self.tokenizer.pieces(part)
+                    out += [(self._piece0 + i, self._zeros()) for i in ids]
+                else:
+                    out.append((NUM, number_features(part, None, self.config.bins)))
             out = out[: self.config.max_pieces]
             if len(self._piece_cache) < 100_000:  # categorical strings repeat: read each once
                 self._piece_cache[s] = out
@@ -383,19 +383,3 @@ class FieldEncoder:
             "piece_vocab": self.tokenizer.vocab_size,
             "fields": per_key,
         }
-
-
-@dataclass(frozen=True)
-class _Cut:
-    """A boundary between text pieces: a number's span and value, or the string's ends."""
-
-    start: int
-    end: int
-    value: float | None
-
-
-def _gaps(s: str) -> list[tuple[_Cut, _Cut]]:
-    """Consecutive cuts around each number of ``s``: the text between a pair is a plain piece."""
-    cuts = [_Cut(0, 0, None), *(_Cut(f.start, f.end, f.value) for f in find_numbers(s))]
-    cuts.append(_Cut(len(s), len(s), None))
-    return list(itertools.pairwise(cuts))

@@ -66,6 +66,20 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def segments(text: str, keep_digits: bool) -> list[str | float]:
+    """``text`` cut at its numbers: the pieces of text between them (and the numbers' own text
+    when ``keep_digits``) as ``str``, each number's value as a ``float`` after them. How both
+    the field encoder (an unseen string value) and ``rlm.inputs.textnums`` read text."""
+    out: list[str | float] = []
+    start = 0
+    for f in find_numbers(text):
+        out.append(text[start : f.end] if keep_digits else text[start : f.start])
+        out.append(f.value)
+        start = f.end
+    out.append(text[start:])
+    return [s for s in out if s != ""]
+
+
 # ----------------------------------------------------------------------------------------------
 # Features of one number
 

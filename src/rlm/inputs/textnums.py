@@ -25,24 +25,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .fields import BASE_FEATURES, FieldRow, number_features
-from .numtext import find_numbers
+from .numtext import segments
 from .vocab import BOS_ID, EOS_ID, TRUNC_ID, InputTokenizer, VocabConfig, checked, frame
 
 TEXT_KEY = 0  # the one key id of every position (the model's key table has one row)
 Item = tuple[int, float | None]  # (token id, the value a <num> carries; None elsewhere)
-
-
-def segments(text: str, keep_digits: bool) -> list[str | float]:
-    """``text`` cut at its numbers: the pieces of text between them (and the numbers' own text
-    when ``keep_digits``) as ``str``, each number's value as a ``float`` after them."""
-    out: list[str | float] = []
-    start = 0
-    for f in find_numbers(text):
-        out.append(text[start : f.end] if keep_digits else text[start : f.start])
-        out.append(f.value)
-        start = f.end
-    out.append(text[start:])
-    return [s for s in out if s != ""]
 
 
 class TextNumberEncoder:
