@@ -53,7 +53,8 @@ def test_scaler_errors_and_missing_objectives() -> None:
 def test_ensemble_heads_mix_members_and_average_points() -> None:
     import torch
 
-    from rlm.nn.heads import ValueHead, value_draws, value_loss
+    from rlm.nn.heads import ValueHead, value_loss
+    from rlm.predict.draws import value_draws
 
     head = ValueHead(8, objectives=2, gaussian=True, members=3)
     memory, pad = torch.randn(5 * 3, 4, 8), torch.zeros(5 * 3, 4, dtype=torch.bool)
@@ -62,13 +63,13 @@ def test_ensemble_heads_mix_members_and_average_points() -> None:
     out[0, :, 0, 0] = torch.tensor([0.0, 10.0, 20.0])  # member means
     out[0, :, 0, 1] = -30.0  # softplus(-30) ~ 0: the floor variance, nearly no noise
     # the uniform picks the member (its third of [0, 1)), whatever the number of samples
-    u = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.6])[None, :, None]  # (1, S=5, K=1)
-    draws = value_draws(out, u, 1.0)[0, :, 0]
-    np.testing.assert_allclose(draws.numpy(), [0, 10, 20, 0, 10], atol=0.05)
-    grid = (torch.arange(3000, dtype=torch.float64)[None, :, None] + 0.5) / 3000
-    mixture = value_draws(out, grid, 1.0)[0, :, 0].numpy()
+    u = np.array([0.1, 0.5, 0.9, 0.2, 0.6])[None, :, None]  # (1, S=5, K=1)
+    draws = value_draws(out.numpy(), u, 1.0)[0, :, 0]
+    np.testing.assert_allclose(draws, [0, 10, 20, 0, 10], atol=0.05)
+    grid = (np.arange(3000, dtype=np.float64)[None, :, None] + 0.5) / 3000
+    mixture = value_draws(out.numpy(), grid, 1.0)[0, :, 0]
     assert [float(np.mean(np.abs(mixture - c) < 1)) for c in (0, 10, 20)] == [1 / 3] * 3
-    np.testing.assert_allclose(value_draws(out[..., :1], None).numpy(), [[[10.0]]])
+    np.testing.assert_allclose(value_draws(out[..., :1].numpy(), None), [[[10.0]]])
     # each member is scored on its own error: members at 0, 10 and 20 around a target of 10
     loss = value_loss(out[..., :1], torch.tensor([[10.0]]), torch.ones(1, 1))
     assert float(loss) == pytest.approx((100 + 0 + 100) / 3)

@@ -23,7 +23,18 @@ README = ROOT / "README.md"
 
 # Every module of these stages (and these modules) must import without torch.
 TORCH_FREE_PACKAGES = ("rlm.io", "rlm.inputs", "rlm.numbers", "rlm.predict")
-TORCH_FREE_MODULES = ("rlm", "rlm.checkpoint", "rlm.strict", "rlm.nn.config", "rlm.cli")
+TORCH_FREE_MODULES = (
+    "rlm",
+    "rlm.checkpoint",
+    "rlm.strict",
+    "rlm.nn.config",
+    "rlm.cli",
+    "rlm.predictor",
+    "rlm.deploy",
+    "rlm.deploy.runtime",
+    "rlm.deploy.files",
+    "rlm.deploy.quantize",
+)
 
 
 def _modules_of(package: str) -> list[str]:

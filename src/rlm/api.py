@@ -15,38 +15,38 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 
 from .inputs.fields import FieldConfig, FieldEncoder
-from .inputs.text import SerializerConfig, serialize
+from .inputs.text import SerializerConfig
 from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
-from .io.examples import as_examples, inputs_of
+from .io.examples import as_examples
 from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
-from .nn.decoding import DecodeConfig, GrammarTable
+from .nn.decoding import GrammarTable
 from .nn.model import RegressionTransformer
-from .nn.sampling import Draws, sample_digits, sample_values
-from .nn.source import Row
+from .nn.sampling import TorchNetwork
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
 from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import finish_run, load_model, run_fingerprint, save_model
-from .predict.calibration import MIN_ROWS, calibratable, fit_calibration
-from .predict.metrics import check_level
-from .predict.summary import Predictions, mean_spearman, score, score_by_task
-from .predict.tasks import Calibration, fit_task_calibration, task_ids
+from .predict.calibration import MIN_ROWS, calibratable
+from .predict.summary import mean_spearman
+from .predictor import InputKind, Predictor
 
-InputKind = Literal["auto", "text", "fields"]
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
 
-class RegressionLM:
+class RegressionLM(Predictor):
     """A regression language model: text (or JSON-like configs) in, numbers out.
+
+    Inference (sample / predict / distribution / predict_interval / calibrate / evaluate) is
+    ``rlm.predictor.Predictor``, shared with the torch-free ``rlm.deploy.OnnxRegressor``; this
+    class adds training, saving and the PyTorch runtime.
 
     >>> m = RegressionLM(model="tiny").fit(["a", "b"], [1.0, 2.0])  # doctest: +SKIP
     >>> m.predict(["a"])  # (1, 1) array of medians of 64 samples   # doctest: +SKIP
@@ -75,6 +75,7 @@ class RegressionLM:
         (systems, devices): weights are then selected on the mean of the tasks' valid
         Spearman, intervals are calibrated per task, and ``evaluate(per_task=True)`` scores
         each task (see ``rlm.predict.tasks``)."""
+        super().__init__()
         if inputs not in ("auto", "text", "fields"):
             raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
         self._auto_model = model == "auto"
@@ -87,19 +88,11 @@ class RegressionLM:
         self.serializer = serializer or SerializerConfig()
         self.train_config = train or TrainConfig()
         self.targets = tuple(targets) if targets else None
-        self.inputs: InputKind = inputs
+        self.inputs = inputs
         self.field_config = fields or FieldConfig()
         self.task_key = task_key
-        self.fields: FieldEncoder | None = None  # fitted when the model reads fields
-        self.text_numbers: TextNumberEncoder | None = None  # text with VocabConfig(numbers=...)
-        self.scaler: TargetScaler | None = None  # fitted for a value head (mse, gaussian)
-        self.task_scaling: TaskScaling | None = None  # fitted with a task_key
-        self.tokenizer: InputTokenizer | None = None
-        self.codec: TargetCodec | None = None
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
-        self.training_summary: dict[str, Any] | None = None  # saved with the checkpoint
-        self.calibration: Calibration | None = None  # see calibrate(); saved too
 
     # -- plumbing ---------------------------------------------------------------------------
     def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
@@ -109,17 +102,14 @@ class RegressionLM:
             )
         return self.tokenizer, self.codec, self.net
 
-    def texts(self, X: Sequence[Any]) -> list[str]:
-        return [serialize(x, self.serializer) for x in inputs_of(X)]
+    runtime_name = "torch"
 
-    def encode_inputs(self, X: Sequence[Any]) -> list[Row]:
-        """The inputs as the encoder reads them: ``FieldRow``s or token id lists."""
-        tok, _, _ = self._check_fitted()
-        if self.fields is not None:
-            return list(self.fields.encode_batch(inputs_of(X)))
-        texts = self.texts(X)
-        reader = self.text_numbers
-        return tok.encode_batch(texts) if reader is None else list(reader.encode_batch(texts))
+    def _runtime(self) -> TorchNetwork:
+        tok, _, net = self._check_fitted()
+        return TorchNetwork(net, tok.pad_id)
+
+    def num_params(self) -> int:
+        return self._check_fitted()[2].num_params()
 
     def _reads_fields(self, examples: Sequence[Example]) -> bool:
         if self.inputs == "auto":
@@ -181,20 +171,10 @@ class RegressionLM:
             objectives=len(self.codec.names),
         )
 
-    def tasks_of(self, X: Sequence[Any]) -> list[str] | None:
-        """Each input's task (``task_key``); None for a model without one."""
-        return None if self.task_key is None else task_ids(inputs_of(X), self.task_key)
-
     def _unit_rows(self, examples: Sequence[Example]) -> list[Mapping[str, float]]:
         """The targets the output learns: as given, or on each task's unit scale (task_key)."""
         rows, scaling = [e.y for e in examples], self.task_scaling
         return rows if scaling is None else scaling.transform(rows, self.tasks_of(examples) or [])
-
-    def to_target_units(self, draws: np.ndarray, X: Sequence[Any]) -> np.ndarray:
-        """Draws (B, n, K) as the output writes them -> target units (a no-op without a
-        ``task_key``, whose targets are learnt on each task's own scale)."""
-        scaling = self.task_scaling
-        return draws if scaling is None else scaling.inverse(draws, self.tasks_of(X) or [])
 
     def _targets(self, examples: Sequence[Example]) -> EncodedTargets | ScaledTargets:
         """What the output trains on: number tokens (digit decoder) or unit-scale floats."""
@@ -311,128 +291,6 @@ class RegressionLM:
         if run_dir is not None:
             finish_run(self, run_dir)
         return self
-
-    def calibrate(
-        self, X: Sequence[Any], y: Any = None, *, samples: int = 64, seed: int = 0
-    ) -> RegressionLM:
-        """Calibrate intervals and quantiles on held-out rows (split-conformal, per objective).
-
-        Afterwards ``distribution``, ``predict_interval``, ``evaluate`` and the server widen
-        (or narrow) each sampled interval so that, on rows like these, a central ``level``
-        interval covers ``level`` of targets. Use rows the model was not trained on; ``fit``
-        does this itself with its ``valid`` rows. Medians are unchanged.
-        """
-        _, codec, _ = self._check_fitted()
-        rows = as_examples(X, y, self.targets)
-        draws = self.sample(rows, samples, seed=seed)
-        truth = np.array([[e.y.get(name, np.nan) for name in codec.names] for e in rows])
-        tasks = self.tasks_of(rows)  # Mondrian: each task's own margins (see predict.tasks)
-        self.calibration = (
-            fit_calibration(draws, truth)
-            if tasks is None
-            else fit_task_calibration(draws, truth, tasks, str(self.task_key))
-        )
-        return self
-
-    # -- inference ------------------------------------------------------------------------------
-    def sample(
-        self,
-        X: Sequence[Any],
-        n: int = 64,
-        *,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        seed: int = 0,
-        batch_size: int | None = None,
-        objectives: int | None = None,
-    ) -> np.ndarray:
-        """Draw ``n`` samples per input: array (B, n, K), K = number of objectives.
-
-        ``objectives=k`` decodes only the first k objectives (K = k): those after them are never
-        computed, which is faster when later objectives are auxiliary.
-        """
-        tok, codec, net = self._check_fitted()
-        if n < 1:
-            raise ValueError(f"n={n}: need at least one sample")
-        k = len(codec.names) if objectives is None else objectives
-        if not 1 <= k <= len(codec.names):
-            raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
-        rows = self.encode_inputs(X)
-        cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
-        how = Draws(n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size)
-        if self.scaler is not None:
-            draws = sample_values(net, self.scaler, rows, tok.pad_id, how)
-        else:
-            draws = sample_digits(net, codec, rows, tok.pad_id, how)
-        return self.to_target_units(draws, X)
-
-    def predict(
-        self,
-        X: Sequence[Any],
-        *,
-        samples: int = 64,
-        stat: Literal["median", "mean"] = "median",
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Point estimates (B, K): median (default) or mean of samples; samples=0 is greedy."""
-        if stat not in ("median", "mean"):  # before the (costly) sampling
-            raise ValueError(f"stat={stat!r}: choose 'median' or 'mean'")
-        if samples == 0:
-            return self.sample(X, 1, greedy=True)[:, 0]
-        draws = self.sample(X, samples, seed=seed)
-        return np.median(draws, axis=1) if stat == "median" else draws.mean(axis=1)
-
-    def distribution(
-        self,
-        X: Sequence[Any],
-        *,
-        samples: int = 64,
-        level: float = 0.8,
-        seed: int = 0,
-        calibrated: bool = True,
-    ) -> Predictions:
-        """One sampling pass: median, central ``level`` interval and the draws themselves.
-
-        The interval is calibrated when the model has a calibration (``calibrate``) unless
-        ``calibrated=False``, which gives the raw sample quantiles.
-        """
-        check_level(level)  # before the (costly) sampling
-        cal = self.calibration if calibrated else None
-        return Predictions.from_draws(
-            self.sample(X, samples, seed=seed), level, cal, self.tasks_of(X)
-        )
-
-    def predict_interval(
-        self, X: Sequence[Any], level: float = 0.8, *, samples: int = 64, seed: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Central ``level`` quantile interval per input and objective: (lower, upper), each (B, K)."""
-        pred = self.distribution(X, samples=samples, level=level, seed=seed)
-        return pred.lower, pred.upper
-
-    def evaluate(
-        self,
-        X: Sequence[Any],
-        y: Any = None,
-        *,
-        samples: int = 64,
-        level: float = 0.8,
-        seed: int = 0,
-        per_task: bool = False,
-    ) -> dict[str, Any]:
-        """Metrics per objective: n, spearman, kendall, mae, mape, r2, interval coverage and width.
-
-        ``per_task=True`` (a model with a ``task_key``): {task: {objective: metrics}} instead.
-        """
-        _, codec, _ = self._check_fitted()
-        if per_task and self.task_key is None:
-            raise ValueError("per_task=True needs a model fitted with task_key=...")
-        ex = as_examples(X, y, self.targets)
-        pred = self.distribution(ex, samples=samples, level=level, seed=seed)
-        tasks = self.tasks_of(ex)
-        if per_task and tasks is not None:
-            return score_by_task(ex, codec.names, pred, tasks)
-        return score(ex, codec.names, pred)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

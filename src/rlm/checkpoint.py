@@ -22,6 +22,8 @@ from . import __version__
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors")
 CONFIG, TOKENIZER, WEIGHTS = FILES
+# an ONNX deployment (``rlm.deploy``) has these graphs in place of the weights
+GRAPHS = ("encoder.onnx", "decoder.onnx", "values.onnx")
 # 2: config.json records the sha256 of the weights and tokenizer (format 1 did not; still read)
 CHECKPOINT_FORMAT = 2
 HISTORY_FILE = "metrics.jsonl"
@@ -71,8 +73,21 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_checkpoint(directory: Path) -> None:
-    """A ValueError that says how to get a checkpoint, unless ``directory`` holds one."""
+def is_deployment(directory: Path) -> bool:
+    """Whether ``directory`` holds an ONNX deployment (``rlm export``) rather than weights."""
+    return (directory / CONFIG).is_file() and any((directory / g).is_file() for g in GRAPHS)
+
+
+def check_checkpoint(directory: Path, deployment: bool = False) -> None:
+    """A ValueError that says how to get a checkpoint, unless ``directory`` holds one (or, with
+    ``deployment``, an ONNX deployment)."""
+    if is_deployment(directory):
+        if deployment:
+            return
+        raise ValueError(
+            f"{directory} holds an ONNX deployment (rlm export), not PyTorch weights: load it "
+            "with rlm.deploy.OnnxRegressor.load, or point to the checkpoint it was exported from"
+        )
     if not directory.is_dir():
         raise ValueError(
             f"checkpoint directory {directory} does not exist: train one with "
@@ -87,7 +102,8 @@ def check_checkpoint(directory: Path) -> None:
 
 
 def read_meta(d: Path) -> dict[str, Any]:
-    """``config.json``, checked: JSON, a format this rlm reads, and files that match it."""
+    """``config.json`` of a checkpoint or deployment, checked: JSON, a format this rlm reads,
+    and files that match it."""
     try:
         meta = json.loads((d / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -106,8 +122,10 @@ def read_meta(d: Path) -> dict[str, Any]:
     if not isinstance(files, dict):
         raise ValueError(f"{d / CONFIG}: 'files' is not a mapping; the checkpoint is damaged")
     for name, want in files.items():
-        if name not in FILES:
+        if name not in FILES + GRAPHS:
             raise ValueError(f"{d / CONFIG} lists an unknown file {name!r}: it is damaged")
+        if not (d / name).is_file():
+            raise ValueError(f"{d / name} is missing ({CONFIG} lists it): restore it or re-save")
         if digest(d / name) != want:
             raise ValueError(
                 f"{d / name} does not match {CONFIG} (sha256 differs): the file is damaged or "

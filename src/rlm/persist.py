@@ -25,17 +25,10 @@ from .checkpoint import (
     check_checkpoint,
     read_meta,
 )
-from .inputs.fields import FieldEncoder
-from .inputs.text import SerializerConfig
-from .inputs.textnums import TextNumberEncoder
-from .inputs.vocab import InputTokenizer
 from .io.examples import Example
 from .nn.config import ModelConfig, TrainConfig
 from .nn.resume import STATE_FILE
-from .numbers import NumberConfig
-from .numbers.scaling import TargetScaler, TaskScaling
-from .numbers.targets import TargetCodec
-from .predict.tasks import calibration_from_dict
+from .predictor import pipeline_meta, read_pipeline
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +47,7 @@ def save_model(
     """
     from safetensors.torch import save
 
-    tok, codec, net = m._check_fitted()
+    tok, _, net = m._check_fitted()
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     weights = net.state_dict() if weights is None else weights
@@ -69,18 +62,7 @@ def save_model(
         "files": files,
         "model": m.model_config.to_dict(),
         "train": m.train_config.to_dict(),
-        "serializer": m.serializer.to_dict(),
-        "numbers": m.numbers.to_dict(),
-        "targets": codec.to_dict(),
-        "scaler": None if m.scaler is None else m.scaler.to_dict(),
-        "task_scaling": None if m.task_scaling is None else m.task_scaling.to_dict(),
-        "inputs": {
-            "kind": "text" if m.fields is None else "fields",
-            "fields": None if m.fields is None else m.fields.to_dict(),
-            "task_key": m.task_key,
-        },
-        "training": m.training_summary,
-        "calibration": None if m.calibration is None else m.calibration.to_dict(),
+        **pipeline_meta(m),
     }
     atomic_write(d / CONFIG, json.dumps(meta, indent=2).encode("utf-8"))
     return d
@@ -105,32 +87,8 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
 
 
 def _from_meta(cls: type[RegressionLM], meta: dict[str, Any], d: Path) -> RegressionLM:
-    codec = TargetCodec.from_dict(meta["targets"])
-    inputs = meta.get("inputs") or {"kind": "text", "fields": None}  # rlm 0.1: text only
-    m = cls(
-        model=ModelConfig.from_dict(meta["model"]),
-        numbers=NumberConfig.from_dict(meta["numbers"]),
-        serializer=SerializerConfig.from_dict(meta["serializer"]),
-        train=TrainConfig.from_dict(meta["train"]),
-        targets=codec.names,
-        task_key=inputs.get("task_key"),
-    )
-    m.tokenizer = InputTokenizer.load(d / TOKENIZER)  # a damaged file: a ValueError naming it
-    m.vocab_config = m.tokenizer.config
-    m.codec = codec
-    if inputs["kind"] == "fields":
-        m.fields = FieldEncoder.from_dict(inputs["fields"], m.tokenizer)
-        m.field_config = m.fields.config
-    elif m.vocab_config.numbers != "digits":
-        m.text_numbers = TextNumberEncoder(m.tokenizer)
-    m.inputs = inputs["kind"]
-    scaler = meta.get("scaler")
-    m.scaler = None if scaler is None else TargetScaler.from_dict(scaler)
-    task_scaling = meta.get("task_scaling")
-    m.task_scaling = None if task_scaling is None else TaskScaling.from_dict(task_scaling)
-    m.training_summary = meta.get("training")
-    cal = meta.get("calibration")
-    m.calibration = None if cal is None else calibration_from_dict(cal)
+    m = cls(model=ModelConfig.from_dict(meta["model"]), train=TrainConfig.from_dict(meta["train"]))
+    read_pipeline(m, meta, d)
     return m
 
 

@@ -15,7 +15,16 @@ from ..predict.summary import score, score_by_task
 from .app import app, err, out, user_errors
 from .files import load_model, read_labeled, saved_layout, split_rows, splits_of
 from .format import metrics_table, task_table
-from .options import CheckpointDir, Samples, SamplingSeed, SavedXColumn, SavedXColumns, SavedXKey
+from .options import (
+    CheckpointDir,
+    Runtime,
+    Samples,
+    SamplingSeed,
+    SavedXColumn,
+    SavedXColumns,
+    SavedXKey,
+    Threads,
+)
 
 LabeledData = Annotated[
     Path, typer.Argument(metavar="DATA", help="Labeled .jsonl / .csv / .parquet file.")
@@ -62,6 +71,8 @@ def evaluate(
     x_key: SavedXKey = None,
     x_columns: SavedXColumns = None,
     x_column: SavedXColumn = None,
+    runtime: Runtime = "auto",
+    threads: Threads = None,
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():
@@ -72,14 +83,14 @@ def evaluate(
             from ..predict.plots import require_matplotlib
 
             require_matplotlib()
-        check_checkpoint(directory)
+        check_checkpoint(directory, deployment=True)
         layout = saved_layout(directory, x_key, x_columns, x_column)
         names = checkpoint_targets(directory)
         rows = read_labeled(data, names, layout, any_target=True)
         rows, scope = _scored_rows(rows, data, split)
         if limit is not None:
             rows = rows[:limit]
-        model = load_model(directory)
+        model = load_model(directory, runtime, threads)
         pred = model.distribution(rows, samples=samples, level=level, seed=seed)
         metrics = score(rows, names, pred)
         if not metrics:

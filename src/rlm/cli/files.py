@@ -13,11 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint import check_checkpoint
+from ..checkpoint import check_checkpoint, is_deployment
 from ..io import Example, Layout, file_kind, iter_rows, read_examples, target_names
 
 if TYPE_CHECKING:
-    from ..api import RegressionLM
+    from ..predictor import Predictor
 
 LAYOUT_FILE = "cli.json"  # how `rlm train` took inputs from rows; read by predict / eval
 
@@ -139,9 +139,28 @@ def splits_of(rows: Sequence[Example]) -> list[str]:
     return sorted({e.split for e in rows if e.split is not None})
 
 
-def load_model(directory: Path) -> RegressionLM:
-    """The checkpoint in ``directory`` (torch is imported here, on first use)."""
-    check_checkpoint(directory)
+def load_model(directory: Path, runtime: str = "auto", threads: int | None = None) -> Predictor:
+    """The model in ``directory``: a checkpoint run by PyTorch (imported here, on first use), or
+    an ONNX deployment (``rlm export``) run by onnxruntime without torch. ``runtime`` "auto"
+    follows the directory; "torch" or "onnx" insist, with an error saying how to get one."""
+    check_checkpoint(directory, deployment=True)
+    deployed = is_deployment(directory)
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ValueError(f"--runtime {runtime}: choose auto, torch or onnx")
+    if runtime == "onnx" and not deployed:
+        raise ValueError(
+            f"{directory} is a PyTorch checkpoint: export it first with "
+            f"`rlm export {directory} --out DIR`, then pass DIR (or use --runtime torch)"
+        )
+    if runtime == "torch" and deployed:
+        raise ValueError(
+            f"{directory} is an ONNX deployment: pass the checkpoint it was exported from, or "
+            "use --runtime onnx"
+        )
+    if deployed:
+        from ..deploy import OnnxRegressor
+
+        return OnnxRegressor.load(directory, threads=threads)
     from ..api import RegressionLM
 
     return RegressionLM.load(directory)

@@ -64,3 +64,14 @@ SavedXColumns = Annotated[
 SavedXColumn = Annotated[
     str | None, typer.Option(help="Flat files: one text input column (default: as trained).")
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help="What runs the model: auto (the directory says: a checkpoint runs on PyTorch, an "
+        "`rlm export` deployment on onnxruntime without torch), torch or onnx."
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="onnxruntime threads per graph (default: every core)."),
+]

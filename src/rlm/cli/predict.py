@@ -23,12 +23,21 @@ from ..predict.metrics import check_level
 from .app import app, err, out, user_errors
 from .files import load_model, saved_layout
 from .format import fmt, show
-from .options import CheckpointDir, Samples, SamplingSeed, SavedXColumn, SavedXColumns, SavedXKey
+from .options import (
+    CheckpointDir,
+    Runtime,
+    Samples,
+    SamplingSeed,
+    SavedXColumn,
+    SavedXColumns,
+    SavedXKey,
+    Threads,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..api import RegressionLM
+    from ..predictor import Predictor
 
 Inputs = Annotated[
     list[str] | None,
@@ -82,6 +91,8 @@ def predict(
     x_key: SavedXKey = None,
     x_columns: SavedXColumns = None,
     x_column: SavedXColumn = None,
+    runtime: Runtime = "auto",
+    threads: Threads = None,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():
@@ -95,9 +106,9 @@ def predict(
             file_kind(output)  # fail on a bad output name before any work
             if file is not None and not stdin and output.resolve() == file.resolve():
                 raise ValueError("--output is the input file: write to another path")
-        check_checkpoint(directory)
+        check_checkpoint(directory, deployment=True)
         layout = saved_layout(directory, x_key, x_columns, x_column)
-        model = load_model(directory)
+        model = load_model(directory, runtime, threads)
         names = list(model.targets or ())
         if inputs:
             xs = _literal_inputs(inputs, text)
@@ -124,7 +135,7 @@ def predict(
 
 
 def _predict_rows(
-    model: RegressionLM,
+    model: Predictor,
     rows: Iterable[Row],
     writer: RowWriter | None,
     layout: Layout,

@@ -12,9 +12,10 @@ import typer
 from ..checkpoint import check_checkpoint
 from .app import app, err, user_errors
 from .files import load_model
+from .options import Runtime
 
 if TYPE_CHECKING:
-    from ..api import RegressionLM
+    from ..predictor import Predictor
 
 
 def _named_checkpoints(specs: Sequence[str]) -> dict[str, Path]:
@@ -31,7 +32,7 @@ def _named_checkpoints(specs: Sequence[str]) -> dict[str, Path]:
             )
         if name in named:
             raise ValueError(f"two models named {name!r}: name them with NAME=DIR")
-        check_checkpoint(directory)
+        check_checkpoint(directory, deployment=True)
         named[name] = directory
     return named
 
@@ -87,12 +88,15 @@ MaxQueue = Annotated[
     int, typer.Option(min=1, help="Requests waiting per model before answering 503.")
 ]
 Threads = Annotated[
-    int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")
+    int | None,
+    typer.Option(
+        min=1, help="torch threads, or onnxruntime threads per graph (default: their choice)."
+    ),
 ]
 
 
 def _units_per_model(
-    models: Mapping[str, RegressionLM], labels: Mapping[str, str]
+    models: Mapping[str, Predictor], labels: Mapping[str, str]
 ) -> dict[str, dict[str, str]]:
     """--unit labels split by model; a label for a target no model has is an error."""
     known = {t for m in models.values() for t in m.targets or ()}
@@ -120,6 +124,7 @@ def serve(
     batch_wait_ms: BatchWaitMs = 5.0,
     max_queue: MaxQueue = 256,
     threads: Threads = None,
+    runtime: Runtime = "auto",
 ) -> None:
     """Serve models over HTTP: POST /predict (micro-batched), GET /health and /model, API docs
     at /docs, and a playground page at / that plots the predicted distribution of an input."""
@@ -144,9 +149,9 @@ def serve(
             max_queue=max_queue,
         )
         named = _named_checkpoints(directories)
-        models = {name: load_model(d) for name, d in named.items()}
+        models = {name: load_model(d, runtime, threads) for name, d in named.items()}
         units = _units_per_model(models, _unit_labels(unit))
-        if threads is not None:
+        if threads is not None and any(m.runtime_name == "torch" for m in models.values()):
             import torch
 
             torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ With ``members`` M > 1 the encoder runs once per member on its own scaling of th
 (``RegressionTransformer.values``) and each member has its own output layer: an ensemble at
 about the parameters of one model (TabM's recipe). Each member is trained on its own loss; the
 point is the members' mean, and the Gaussian samples are exact draws from their equal mixture
-(``value_draws``), so the interval carries the members' disagreement as well as their noise.
+(``rlm.predict.draws.value_draws``), so the interval carries the members' disagreement as well as their noise.
 
 Shapes: B inputs, T positions, D encoder width, M members, K objectives, S samples, C = 1 (mse)
 or 2 (gaussian) outputs per objective.
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_VARIANCE = 1e-4  # on the unit scale: a floor that keeps the likelihood finite
+from ..predict.draws import MIN_VARIANCE
 
 
 class ValueHead(nn.Module):
@@ -64,31 +64,3 @@ def value_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
         var = variance(out)
         per = 0.5 * (var.log() + (target - mu) ** 2 / var)
     return (per * mask).sum() / (mask.sum() * mu.shape[1]).clamp_min(1.0)
-
-
-def value_draws(
-    out: torch.Tensor, uniforms: torch.Tensor | None, temperature: float = 1.0
-) -> torch.Tensor:
-    """(B, M, K, C) head output -> draws (B, S, K) on the unit scale.
-
-    Gaussian: sample s is ``mu + temperature * sigma * Phi^-1(u)`` of one member of the
-    mixture, both chosen by the caller's uniforms (B, S, K), so a seed gives the same draws
-    however the inputs are batched, whatever S is.
-    MSE has no spread: every draw is the members' mean. Without uniforms (greedy) both return
-    the members' mean, S = 1 (it broadcasts).
-    """
-    if uniforms is None or out.shape[-1] == 1:
-        s = 1 if uniforms is None else uniforms.shape[1]
-        return out[..., 0].double().mean(1, keepdim=True).expand(-1, s, -1)  # (B, S, K)
-    m, k = out.shape[1], out.shape[2]
-    u = uniforms.double()
-    # An exact draw from the members' equal mixture with no extra randomness: the first
-    # objective's uniform picks the member (its slice of [0, 1)) and, rescaled to that slice, is
-    # still uniform for the draw itself. One member per sample serves every objective.
-    member = (u[..., 0] * m).floor().clamp_max(m - 1)  # (B, S)
-    u = torch.cat([(u[..., :1] * m - member[..., None]), u[..., 1:]], dim=-1)  # (B, S, K)
-    idx = member.long()[..., None].expand(-1, -1, k)  # (B, S, K)
-    mu = out[..., 0].double().gather(1, idx)  # (B, S, K)
-    sigma = temperature * variance(out).double().gather(1, idx).sqrt()  # (B, S, K)
-    # keep u strictly inside (0, 1): Phi^-1 is infinite at the ends
-    return mu + sigma * torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12))

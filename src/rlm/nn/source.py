@@ -1,10 +1,5 @@
-"""What the encoder reads, as padded tensors: ``Source``, and ``collate`` that builds it.
-
-Two kinds of encoded input reach the model, and one batch type carries both:
-
-* text (``rlm.inputs.vocab``): a list of token ids per input; positions are 0..T-1;
-* fields (``rlm.inputs.fields``): a ``FieldRow`` per input, adding per position a key id,
-  a position *within the field* and the number features.
+"""What the encoder reads, as padded tensors: ``Source``, and ``collate`` that builds it from
+the numpy batch of ``rlm.inputs.padding`` (text ids, or fields: keys, positions, features).
 
 Shapes: B inputs, T positions (the longest input; shorter ones padded), F number features.
 """
@@ -17,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..inputs.fields import FieldRow
+from ..inputs.padding import Row, pad_rows
 
-Row = Sequence[int] | FieldRow
+__all__ = ["Row", "Source", "collate"]
 
 
 @dataclass
@@ -47,30 +42,13 @@ class Source:
 
 
 def collate(rows: Sequence[Row], pad_id: int) -> Source:
-    """Ragged encoded inputs -> one padded ``Source`` (every row of one kind)."""
-    if not rows:
-        raise ValueError("collate needs at least one input")
-    lengths = torch.as_tensor([len(r) for r in rows])
-    t = int(lengths.max())
-    pad = torch.arange(t)[None, :] >= lengths[:, None]  # (B, T)
-    if not isinstance(rows[0], FieldRow):
-        ids = torch.full((len(rows), t), pad_id, dtype=torch.int64)
-        for i, s in enumerate(rows):
-            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
-        return Source(ids, pad)
-    fields: Sequence[FieldRow] = rows  # type: ignore[assignment]
-    f = fields[0].nums.shape[1]
-    ids = np.full((len(rows), t), pad_id, dtype=np.int64)
-    keys = np.zeros((len(rows), t), dtype=np.int64)
-    pos = np.zeros((len(rows), t), dtype=np.int64)
-    nums = np.zeros((len(rows), t, f), dtype=np.float32)
-    for i, r in enumerate(fields):
-        n = len(r)
-        ids[i, :n], keys[i, :n], pos[i, :n], nums[i, :n] = r.ids, r.keys, r.pos, r.nums
+    """Ragged encoded inputs -> one padded ``Source`` (every row of one kind); the arrays of
+    ``rlm.inputs.padding.pad_rows``, shared with torch, not copied."""
+    p = pad_rows(rows, pad_id)
+
+    def tensor(a: np.ndarray | None) -> torch.Tensor | None:
+        return None if a is None else torch.from_numpy(a)
+
     return Source(
-        torch.from_numpy(ids),
-        pad,
-        torch.from_numpy(pos),
-        torch.from_numpy(keys),
-        torch.from_numpy(nums),
+        torch.from_numpy(p.ids), torch.from_numpy(p.pad), *map(tensor, (p.pos, p.keys, p.nums))
     )

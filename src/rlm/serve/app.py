@@ -52,7 +52,7 @@ from .schema import (
 )
 
 if TYPE_CHECKING:
-    from ..api import RegressionLM
+    from ..predictor import Predictor
 
 log = logging.getLogger("rlm.server")
 
@@ -127,7 +127,7 @@ def playground_html() -> str:
 
 
 def create_app(
-    models: Mapping[str, RegressionLM],
+    models: Mapping[str, Predictor],
     config: ServeConfig | None = None,
     *,
     units: Mapping[str, Mapping[str, str]] | None = None,
@@ -140,7 +140,9 @@ def create_app(
     """
     config = config or ServeConfig()
     if not models:
-        raise ValueError("no models to serve: pass at least one {name: RegressionLM}")
+        raise ValueError(
+            "no models to serve: pass at least one {name: RegressionLM or OnnxRegressor}"
+        )
     served = {
         name: _serve(
             name, model, config, (units or {}).get(name, {}), (directories or {}).get(name)
@@ -274,7 +276,7 @@ def _predict_route(app: FastAPI, served: Mapping[str, Served], config: ServeConf
         return JSONResponse(body)
 
 
-def _checked_tasks(model: RegressionLM, inputs: list[Any]) -> list[str] | None:
+def _checked_tasks(model: Predictor, inputs: list[Any]) -> list[str] | None:
     """Each input's task, for a model shared by tasks (422 when an input names none)."""
     if model.task_key is None:
         return None
@@ -306,7 +308,7 @@ def _checked_request(req: PredictRequest, n_inputs: int, config: ServeConfig) ->
     return samples
 
 
-def _checked_texts(model: RegressionLM, inputs: list[Any], config: ServeConfig) -> list[str]:
+def _checked_texts(model: Predictor, inputs: list[Any], config: ServeConfig) -> list[str]:
     """The inputs as the model reads them, each within max_input_chars."""
     try:
         texts = model.texts(inputs)
@@ -324,13 +326,13 @@ def _checked_texts(model: RegressionLM, inputs: list[Any], config: ServeConfig) 
 
 def _serve(
     name: str,
-    model: RegressionLM,
+    model: Predictor,
     config: ServeConfig,
     units: Mapping[str, str],
     directory: str | Path | None,
 ) -> Served:
     """One model with its own micro-batcher; units must name its targets."""
-    _, codec, _ = model._check_fitted()
+    _, codec = model._pipeline()
     unknown = sorted(set(units) - set(codec.names))
     if unknown:
         raise ValueError(f"units for {unknown}: model {name!r} has targets {codec.names}")

@@ -10,7 +10,7 @@ Two parts, kept apart so each can be tested alone:
   had several), so a lone client pays no batching delay. Requests that queue up during a model call form the next batch, so under load batches
   grow by themselves even with ``max_wait_s=0``. A full queue is refused at once
   (:class:`QueueFull`, HTTP 503 in the server) rather than letting latency grow without bound.
-* :func:`sample_jobs` is the ``run`` function for a :class:`~rlm.api.RegressionLM`: one batched,
+* :func:`sample_jobs` is the ``run`` function for a :class:`~rlm.predictor.Predictor`: one batched,
   grammar-constrained decoding pass per distinct sample count, in which every request draws its
   randomness from its *own* seeded stream. A request's numbers therefore depend on its inputs,
   ``samples`` and ``seed`` only, never on which other requests happened to share its batch
@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..numbers.decoding import DecodeConfig, uniforms
+
 if TYPE_CHECKING:
-    from ..api import RegressionLM
+    from ..predictor import Predictor
 
 
 class QueueFull(RuntimeError):
@@ -189,56 +191,42 @@ class MicroBatcher:
 
 
 # ----------------------------------------------------------------------------------------------
-# The run function for a RegressionLM
+# The run function for a model (RegressionLM, or OnnxRegressor without torch)
 
 
 def sample_jobs(
-    model: RegressionLM, jobs: Sequence[Job], max_sequences: int = 16384
+    model: Predictor, jobs: Sequence[Job], max_sequences: int = 16384
 ) -> list[np.ndarray]:
     """Draws (n_j, S_j, K) for every job: one decoding pass per distinct sample count.
 
-    Sampling is by inverse CDF with uniforms drawn per job from ``torch.Generator(seed)``, in the
-    job's own (n_j, S_j, L) shape, so a job's draws do not depend on its batch-mates. (Batched
-    matrix products may round differently for different batch shapes; a token can only change
-    when a uniform falls within ~1e-7 of a probability boundary.) They are the draws that
-    ``RegressionLM.sample(inputs, samples, seed=seed)`` gives for the same request: both draw
-    (n, S, L) uniforms from ``torch.Generator().manual_seed(seed)`` and decode them through
-    ``rlm.decoding.decode``. Temperature 1, no top-p.
+    Sampling is by inverse CDF with uniforms drawn per job from its seed
+    (``rlm.numbers.decoding.uniforms``), in the job's own (n_j, S_j, L) shape, so a job's draws
+    do not depend on its batch-mates. (Batched matrix products may round differently for
+    different batch shapes; a token can only change when a uniform falls within ~1e-7 of a
+    probability boundary.) They are the draws that ``model.sample(inputs, samples, seed=seed)``
+    gives for the same request, in either runtime. Temperature 1, no top-p.
     """
-    import torch
-
-    from ..nn.decoding import DecodeConfig, GrammarTable, decode
-    from ..nn.source import collate
-
     if model.scaler is not None:  # a value head: one forward pass per job, nothing to share
         return [model.sample(j.inputs, j.samples, seed=j.seed) for j in jobs]
-    tok, codec, net = model._check_fitted()
-    grammar = GrammarTable(codec.grammar)  # cheap: a (states, V) table
+    _, codec = model._pipeline()
+    network = model._runtime()
     length = codec.length
     results: list[np.ndarray | None] = [None] * len(jobs)
     by_samples: dict[int, list[int]] = {}
     for i, job in enumerate(jobs):
         by_samples.setdefault(job.samples, []).append(i)
-    net.eval()
     for s, members in by_samples.items():
-        ids = [model.encode_inputs(jobs[i].inputs) for i in members]
-        uniforms = [
-            torch.rand(
-                (len(jobs[i].inputs), s, length),
-                generator=torch.Generator().manual_seed(jobs[i].seed),
-                dtype=torch.float64,
-            )
-            for i in members
-        ]
-        rows = [r for seqs in ids for r in seqs]
-        u = torch.cat(uniforms).view(len(rows) * s, length)
+        rows = [r for i in members for r in model.encode_inputs(jobs[i].inputs)]
+        u = np.concatenate(
+            [uniforms(jobs[i].seed, (len(jobs[i].inputs), s, length)) for i in members]
+        ).reshape(len(rows) * s, length)
         toks = np.empty((len(rows), s, length), dtype=np.int64)
         chunk = max(1, max_sequences // s)  # bound memory: whole inputs at a time
         for a in range(0, len(rows), chunk):
             b = min(a + chunk, len(rows))
-            src = collate(rows[a:b], tok.pad_id)
-            u_rows = u[a * s : b * s]
-            toks[a:b] = decode(net, src, grammar, s, DecodeConfig(), uniforms=u_rows).numpy()
+            toks[a:b] = network.tokens(
+                rows[a:b], codec.grammar, s, DecodeConfig(), length, u[a * s : b * s]
+            )
         draws = codec.decode(toks)
         at = 0
         for i in members:

@@ -17,7 +17,7 @@ from ..checkpoint import best_valid_loss, read_history
 from ..predict.tasks import Calibration, calibrated_quantiles
 
 if TYPE_CHECKING:
-    from ..api import RegressionLM
+    from ..predictor import Predictor
     from .batching import MicroBatcher
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
@@ -113,7 +113,7 @@ class Served:
     """A model as served: its batcher, units and (optionally) the checkpoint directory."""
 
     name: str
-    model: RegressionLM
+    model: Predictor
     batcher: MicroBatcher
     units: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
@@ -122,12 +122,13 @@ class Served:
 def model_card(served: Served, config: ServeConfig) -> dict[str, Any]:
     """What ``GET /model`` returns: configuration, targets, units, training summary, limits."""
     m = served.model
-    tok, codec, net = m._check_fitted()
+    tok, codec = m._pipeline()
     card: dict[str, Any] = {
         "name": served.name,
         "targets": list(codec.names),
         "units": {t: served.units.get(t) for t in codec.names},
-        "params": net.num_params(),
+        "params": m.num_params(),
+        "runtime": m.runtime_name,
         "input_vocab_size": tok.vocab_size,
         "model_config": m.model_config.to_dict(),
         "train_config": m.train_config.to_dict(),

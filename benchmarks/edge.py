@@ -1,0 +1,264 @@
+"""Edge deployment (issue 19): each way of running a trained model, in its own process, one table.
+
+Two models are trained once, as ``accuracy.py`` trains them (its rows, seed, selection and
+budget): ``nas201`` CIFAR-10 accuracy from the cell string (text, ``small`` preset, 3.9M
+parameters, the demo's model) and ``systems/x264`` PSNR from its configuration (fields,
+``compact`` preset), both at 1,000 training rows with the digit decoder. Each is then run as:
+
+* ``eager fp32``: ``RegressionLM.load`` on PyTorch (its default threads);
+* ``onnx fp32``: ``rlm export`` run by onnxruntime + numpy (``OnnxRegressor``), no torch
+  imported in the process;
+* ``onnx int8``: the same with int8 weights (``rlm export --int8``);
+* ``onnx int8 1t``: int8 with one onnxruntime thread per graph.
+
+Each runs in a fresh child process that loads the model, predicts once (its RSS then is
+``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
+samples), throughput (inputs/s, batches of 64 inputs x 16 samples), test Spearman of the median of
+16 samples on the whole test split (up to 1,000 rows), the share of valid outputs (finite numbers
+the grammar accepts), its peak RSS and the files' size.
+
+Run:  .venv/bin/python benchmarks/edge.py [--budget 120] [--work DIR]
+Writes benchmarks/results/edge.json and edge.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# (variant, runtime, precision, threads)
+VARIANTS = (
+    ("eager fp32", "torch", "fp32", None),
+    ("onnx fp32", "onnx", "fp32", None),
+    ("onnx int8", "onnx", "int8", None),
+    ("onnx int8 1t", "onnx", "int8", 1),
+)
+TASKS = ("nas201/cifar10_test_acc", "systems/x264")
+SAMPLES = 16
+LATENCY_INPUTS = 100
+THROUGHPUT_BATCH = 64
+
+
+# ----------------------------------------------------------------------------------------------
+# the child: one variant, one model, no torch unless the variant is eager
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    ms = np.array(times) * 1e3
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def measure(model: Any, rows: list[Any], target: str) -> dict[str, Any]:
+    """Latency, throughput, accuracy and valid outputs of one loaded model."""
+    from scipy.stats import spearmanr
+
+    xs = [e.x for e in rows]
+    out: dict[str, Any] = {}
+    for name, samples in (("greedy", 0), ("s16", SAMPLES)):
+        model.predict(xs[:2], samples=samples)  # warm-up
+        times = []
+        for x in xs[:LATENCY_INPUTS]:
+            t = time.perf_counter()
+            model.predict([x], samples=samples)
+            times.append(time.perf_counter() - t)
+        out[f"p50_{name}_ms"], out[f"p95_{name}_ms"] = _percentiles(times)
+    batches = [
+        xs[i : i + THROUGHPUT_BATCH] for i in range(0, 4 * THROUGHPUT_BATCH, THROUGHPUT_BATCH)
+    ]
+    t = time.perf_counter()
+    for batch in batches:
+        model.predict(batch, samples=SAMPLES)
+    out["throughput_per_s"] = sum(len(b) for b in batches) / (time.perf_counter() - t)
+    draws = model.sample(xs, SAMPLES, seed=0)  # (B, S, 1)
+    point = np.median(draws[:, :, 0], axis=1)
+    truth = np.array([e.y[target] for e in rows])
+    out["spearman"] = float(spearmanr(point, truth).statistic)
+    out["valid_rate"] = float(np.isfinite(draws).mean())
+    out["test_rows"] = len(rows)
+    return out
+
+
+def child(args: argparse.Namespace) -> None:
+    from rlm.io import read_jsonl
+
+    rows = read_jsonl(Path(args.rows))
+    t = time.perf_counter()
+    if args.runtime == "torch":
+        from rlm import RegressionLM
+
+        model: Any = RegressionLM.load(args.model)
+    else:
+        from rlm.deploy import OnnxRegressor
+
+        model = OnnxRegressor.load(args.model, threads=args.threads)
+    model.predict([rows[0].x], samples=SAMPLES)
+    load_s = time.perf_counter() - t
+    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {"load_s": load_s, "rss_load_mb": rss_load, **measure(model, rows, args.target)}
+    result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["torch_imported"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------------------------
+# the parent: train, export, run every variant in its own process
+
+
+def model_bytes(d: Path) -> int:
+    """What a deployment ships: weights or graphs, tokenizer and config (no training logs)."""
+    keep = {".safetensors", ".onnx", ".json"}
+    skip = {"metrics.jsonl", "cli.json", "train_state.safetensors"}
+    return sum(f.stat().st_size for f in d.iterdir() if f.suffix in keep and f.name not in skip)
+
+
+def train(task_name: str, budget: float, work: Path) -> tuple[Path, Path, str]:
+    """The task's model at 1,000 rows (checkpoint dir), its test rows (JSONL) and target."""
+    import accuracy as acc
+
+    from rlm.io import write_jsonl
+
+    task = next(t for t in acc.all_tasks(acc.DATA) if t.name == task_name)
+    s = acc.settings_for(acc.parse_args(["--budget", str(budget)]))
+    split = acc.load_split(acc.read_task(task), 1000, s)
+    d = work / task_name.replace("/", "_")
+    rows = d / "test.jsonl"
+    if not (d / "model" / "model.safetensors").is_file():
+        from rlm import RegressionLM
+        from rlm.inputs.vocab import VocabConfig
+
+        vocab = VocabConfig(pattern=acc.EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
+        model = RegressionLM(
+            model="auto",
+            targets=[task.target],
+            vocab=vocab,
+            train=acc.rlm_train_config(s, budget, task.kind),
+        )
+        model.fit(split.train, valid=split.valid)
+        model.save(d / "model")
+    write_jsonl(rows, [{"x": e.x, "y": e.y} for e in split.test])
+    return d, rows, task.target
+
+
+def export(d: Path) -> None:
+    from rlm import RegressionLM
+    from rlm.deploy import export_onnx
+
+    model = RegressionLM.load(d / "model")
+    for precision in ("fp32", "int8"):
+        if not (d / precision / "config.json").is_file():
+            export_onnx(model, d / precision, precision=precision)  # type: ignore[arg-type]
+
+
+def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, Any]:
+    name, runtime, precision, threads = variant
+    model_dir = d / "model" if runtime == "torch" else d / precision
+    cmd = [sys.executable, __file__, "--child", "--runtime", runtime, "--model", str(model_dir)]
+    cmd += ["--rows", str(rows), "--target", target]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} failed: {out.stderr[-3000:]}")
+    result = json.loads(out.stdout.splitlines()[-1])
+    return {"variant": name, "runtime": runtime, "precision": precision, "threads": threads,
+            "file_mb": model_bytes(model_dir) / 1e6, **result}  # fmt: skip
+
+
+COLUMNS = (
+    ("p50_greedy_ms", "p50 greedy ms", 2),
+    ("p95_greedy_ms", "p95 greedy ms", 2),
+    ("p50_s16_ms", "p50 16 samples ms", 2),
+    ("p95_s16_ms", "p95 16 samples ms", 2),
+    ("throughput_per_s", "inputs/s (64 x 16)", 0),
+    ("rss_load_mb", "RSS loaded MB", 0),
+    ("rss_peak_mb", "peak RSS MB", 0),
+    ("file_mb", "file MB", 2),
+    ("spearman", "test Spearman", 3),
+    ("valid_rate", "valid", 3),
+)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Edge deployment",
+        "",
+        f"One run of `benchmarks/edge.py` on {report['machine']}; each row its own process. "
+        f"Batch-1 latency over {LATENCY_INPUTS} test inputs one at a time; Spearman of the median "
+        f"of {SAMPLES} samples on the test split. Speed-ups are against `eager fp32`.",
+        "",
+    ]
+    for task, rows in report["tasks"].items():
+        base = rows[0]
+        lines += [f"## {task} ({base['params']:,} parameters)", ""]
+        head = [
+            "variant",
+            *(h for _, h, _ in COLUMNS),
+            "x faster greedy",
+            "x faster 16",
+            "x smaller",
+        ]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["variant"], *(f"{r[k]:.{n}f}" for k, _, n in COLUMNS)]
+            cells += [
+                f"{base['p50_greedy_ms'] / r['p50_greedy_ms']:.1f}",
+                f"{base['p50_s16_ms'] / r['p50_s16_ms']:.1f}",
+                f"{base['file_mb'] / r['file_mb']:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    ap.add_argument("--work", type=Path, help="keep models here (reused when present)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--runtime", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--rows", help=argparse.SUPPRESS)
+    ap.add_argument("--target", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args)
+        return {}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    work = args.work or Path(tempfile.mkdtemp(prefix="rlm-edge-"))
+    report: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores",
+        "budget_s": args.budget,
+        "tasks": {},
+    }
+    for task in TASKS:
+        d, rows, target = train(task, args.budget, work)
+        export(d)
+        params = json.loads((d / "fp32" / "config.json").read_text())["runtime"]["params"]
+        results = [run_variant(d, rows, target, v) for v in VARIANTS]
+        for r in results:
+            r["params"] = params
+        report["tasks"][task] = results
+        for r in results:
+            print(task, r["variant"], {k: round(r[k], 3) for k, _, _ in COLUMNS}, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "edge.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "edge.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``rlm export``: a checkpoint -> an ONNX deployment that runs without torch.
+
+The directory it writes is read by ``rlm predict``, ``rlm eval`` and ``rlm serve`` like a
+checkpoint (they run it on onnxruntime), and in Python by ``rlm.deploy.OnnxRegressor.load``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..checkpoint import check_checkpoint
+from .app import app, err, user_errors
+from .files import LAYOUT_FILE, load_model
+from .options import CheckpointDir
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Deployment directory to write.")]
+Int8 = Annotated[
+    bool,
+    typer.Option(
+        "--int8", help="Store matrices and embeddings as int8 (~4x smaller, faster matmuls)."
+    ),
+]
+
+
+@app.command()
+def export(directory: CheckpointDir, out: Out, int8: Int8 = False) -> None:
+    """Export a checkpoint to ONNX: predict, eval and serve it with onnxruntime, no torch."""
+    with user_errors():
+        check_checkpoint(directory)
+        if out.resolve() == directory.resolve():
+            raise ValueError("--out is the checkpoint directory: write to another one")
+        try:
+            from ..deploy import export_onnx
+        except ImportError as e:
+            raise ValueError(
+                f"exporting needs the onnx extra ({e}): pip install 'rlm[onnx]'"
+            ) from None
+        model = load_model(directory, runtime="torch")
+        export_onnx(model, out, precision="int8" if int8 else "fp32")  # type: ignore[arg-type]
+        if (directory / LAYOUT_FILE).is_file():  # how `rlm train` read rows: predict reuses it
+            shutil.copyfile(directory / LAYOUT_FILE, out / LAYOUT_FILE)
+        size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+        err.print(f"wrote {out} ({size / 1e6:.1f} MB, {'int8' if int8 else 'fp32'})")

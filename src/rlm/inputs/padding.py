@@ -1,0 +1,59 @@
+"""Ragged encoded inputs -> one padded batch of numpy arrays. Torch-free.
+
+Two kinds of encoded input reach a network, and one batch type carries both:
+
+* text (``rlm.inputs.vocab``): a list of token ids per input; positions are 0..T-1;
+* fields (``rlm.inputs.fields``, ``rlm.inputs.textnums``): a ``FieldRow`` per input, adding per
+  position a key id, a position *within the field* and the number features.
+
+The PyTorch model wraps these arrays as tensors without copying (``rlm.nn.source``); the ONNX
+runtime feeds them to its graphs as they are.
+
+Shapes: B inputs, T positions (the longest input; shorter ones padded), F number features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fields import FieldRow
+
+Row = Sequence[int] | FieldRow
+
+
+@dataclass
+class Padded:
+    ids: np.ndarray  # (B, T) int64 token ids, pad_id at padding
+    pad: np.ndarray  # (B, T) bool, True at padding
+    pos: np.ndarray | None = None  # (B, T) int64; None: 0..T-1 (text)
+    keys: np.ndarray | None = None  # (B, T) int64 key ids (fields only)
+    nums: np.ndarray | None = None  # (B, T, F) float32 number features (fields only)
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+def pad_rows(rows: Sequence[Row], pad_id: int) -> Padded:
+    """Ragged encoded inputs -> one ``Padded`` batch (every row of one kind)."""
+    if not rows:
+        raise ValueError("a batch needs at least one input")
+    lengths = np.array([len(r) for r in rows])
+    t = int(lengths.max())
+    pad = np.arange(t)[None, :] >= lengths[:, None]  # (B, T)
+    ids = np.full((len(rows), t), pad_id, dtype=np.int64)
+    if not isinstance(rows[0], FieldRow):
+        for i, s in enumerate(rows):
+            ids[i, : len(s)] = np.asarray(s, dtype=np.int64)
+        return Padded(ids, pad)
+    fields: Sequence[FieldRow] = rows  # type: ignore[assignment]
+    f = fields[0].nums.shape[1]
+    keys = np.zeros((len(rows), t), dtype=np.int64)
+    pos = np.zeros((len(rows), t), dtype=np.int64)
+    nums = np.zeros((len(rows), t, f), dtype=np.float32)
+    for i, r in enumerate(fields):
+        n = len(r)
+        ids[i, :n], keys[i, :n], pos[i, :n], nums[i, :n] = r.ids, r.keys, r.pos, r.nums
+    return Padded(ids, pad, pos, keys, nums)
