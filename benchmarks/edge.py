@@ -1,15 +1,17 @@
 """Edge deployment (issue 19): each way of running a trained model, in its own process, one table.
 
-Two models are trained once, as ``accuracy.py`` trains them (its rows, seed, selection and
-budget): ``nas201`` CIFAR-10 accuracy from the cell string (text, ``small`` preset, 3.9M
-parameters, the demo's model) and ``systems/x264`` PSNR from its configuration (fields,
-``compact`` preset), both at 1,000 training rows with the digit decoder. Each is then run as:
+Two tasks, as ``accuracy.py`` trains them (its rows, seed, selection and budget): ``nas201``
+CIFAR-10 accuracy from the cell string (text, ``small`` preset, 3.9M parameters, the demo's
+model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` preset), both at
+1,000 training rows with the digit decoder (what ``model="auto"`` picks there). Per task:
 
-* ``eager fp32``: ``RegressionLM.load`` on PyTorch (its default threads);
-* ``onnx fp32``: ``rlm export`` run by onnxruntime + numpy (``OnnxRegressor``), no torch
-  imported in the process;
-* ``onnx int8``: the same with int8 weights (``rlm export --int8``);
-* ``onnx int8 1t``: int8 with one onnxruntime thread per graph.
+* ``model``: trained; run as ``eager fp32`` (``RegressionLM.load`` on PyTorch, its default
+  threads), ``onnx fp32`` (``rlm export`` run by onnxruntime + numpy, no torch in the process),
+  ``onnx int8`` (``rlm export --int8``) and ``onnx int8 1t`` (one onnxruntime thread per graph);
+* ``pruned30`` / ``pruned50``: 30% / 50% of every block's heads and MLP neurons removed
+  (``RegressionLM.prune``), then a ``--recovery`` fine-tune; run eager and as ONNX int8;
+* ``shared``: the same preset with cross-layer weight sharing, trained from scratch for the
+  same budget; run eager.
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -31,19 +33,27 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# (variant, runtime, precision, threads)
+# (variant, model, runtime, precision, onnxruntime threads); the first row is the baseline
 VARIANTS = (
-    ("eager fp32", "torch", "fp32", None),
-    ("onnx fp32", "onnx", "fp32", None),
-    ("onnx int8", "onnx", "int8", None),
-    ("onnx int8 1t", "onnx", "int8", 1),
+    ("eager fp32", "model", "torch", "fp32", None),
+    ("onnx fp32", "model", "onnx", "fp32", None),
+    ("onnx int8", "model", "onnx", "int8", None),
+    ("onnx int8 1t", "model", "onnx", "int8", 1),
+    ("eager pruned 30%", "pruned30", "torch", "fp32", None),
+    ("eager pruned 50%", "pruned50", "torch", "fp32", None),
+    ("eager shared layers", "shared", "torch", "fp32", None),
+    ("onnx int8 1t pruned 30%", "pruned30", "onnx", "int8", 1),
+    ("onnx int8 1t pruned 50%", "pruned50", "onnx", "int8", 1),
 )
+PRUNE = (0.3, 0.5)
+EXPORTS = (("model", "fp32"), ("model", "int8"), ("pruned30", "int8"), ("pruned50", "int8"))
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
 LATENCY_INPUTS = 100
@@ -89,6 +99,15 @@ def measure(model: Any, rows: list[Any], target: str) -> dict[str, Any]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    exec, so a child started by a large parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def child(args: argparse.Namespace) -> None:
     from rlm.io import read_jsonl
 
@@ -104,9 +123,9 @@ def child(args: argparse.Namespace) -> None:
         model = OnnxRegressor.load(args.model, threads=args.threads)
     model.predict([rows[0].x], samples=SAMPLES)
     load_s = time.perf_counter() - t
-    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_load = peak_rss_mb()
     result = {"load_s": load_s, "rss_load_mb": rss_load, **measure(model, rows, args.target)}
-    result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["rss_peak_mb"] = peak_rss_mb()
     result["torch_imported"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     print(json.dumps(result))
 
@@ -122,47 +141,55 @@ def model_bytes(d: Path) -> int:
     return sum(f.stat().st_size for f in d.iterdir() if f.suffix in keep and f.name not in skip)
 
 
-def train(task_name: str, budget: float, work: Path) -> tuple[Path, Path, str]:
-    """The task's model at 1,000 rows (checkpoint dir), its test rows (JSONL) and target."""
+def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple[Path, Path, str]:
+    """Every checkpoint and deployment the variants run, in ``work/<task>/`` (kept and reused):
+    ``model`` (trained), ``pruned30`` / ``pruned50`` (pruned from it, then fine-tuned for
+    ``recovery`` seconds), ``shared`` (trained with shared layers), and their ONNX exports.
+    Returns that directory, the test rows (JSONL) and the target."""
     import accuracy as acc
 
+    from rlm import RegressionLM
+    from rlm.deploy import export_onnx
+    from rlm.inputs.vocab import VocabConfig
     from rlm.io import write_jsonl
+    from rlm.nn.config import TrainConfig, auto_model
 
     task = next(t for t in acc.all_tasks(acc.DATA) if t.name == task_name)
     s = acc.settings_for(acc.parse_args(["--budget", str(budget)]))
     split = acc.load_split(acc.read_task(task), 1000, s)
     d = work / task_name.replace("/", "_")
-    rows = d / "test.jsonl"
-    if not (d / "model" / "model.safetensors").is_file():
-        from rlm import RegressionLM
-        from rlm.inputs.vocab import VocabConfig
+    vocab = VocabConfig(pattern=acc.EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
+    train_cfg = acc.rlm_train_config(s, budget, task.kind)
 
-        vocab = VocabConfig(pattern=acc.EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
-        model = RegressionLM(
-            model="auto",
-            targets=[task.target],
-            vocab=vocab,
-            train=acc.rlm_train_config(s, budget, task.kind),
-        )
-        model.fit(split.train, valid=split.valid)
-        model.save(d / "model")
+    def fitted(name: str, share: bool) -> RegressionLM:
+        if not (d / name / "model.safetensors").is_file():
+            # what model="auto" picks for these rows; shared: the same with one block per stack
+            kind = "text" if task.kind == "nas" else "fields"
+            cfg = auto_model(kind, len(split.train), True, 256)
+            cfg = replace(cfg, share_layers=share)
+            model = RegressionLM(model=cfg, targets=[task.target], vocab=vocab, train=train_cfg)
+            model.fit(split.train, valid=split.valid).save(d / name)
+        return RegressionLM.load(d / name)
+
+    base = fitted("model", share=False)
+    fitted("shared", share=True)
+    short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
+    for amount in PRUNE:
+        name = f"pruned{round(amount * 100)}"
+        if not (d / name / "model.safetensors").is_file():
+            base.prune(split.train, amount=amount, valid=split.valid, train=short).save(d / name)
+    for source, precision in EXPORTS:
+        out = d / f"{source}-{precision}"
+        if not (out / "config.json").is_file():
+            export_onnx(RegressionLM.load(d / source), out, precision=precision)
+    rows = d / "test.jsonl"
     write_jsonl(rows, [{"x": e.x, "y": e.y} for e in split.test])
     return d, rows, task.target
 
 
-def export(d: Path) -> None:
-    from rlm import RegressionLM
-    from rlm.deploy import export_onnx
-
-    model = RegressionLM.load(d / "model")
-    for precision in ("fp32", "int8"):
-        if not (d / precision / "config.json").is_file():
-            export_onnx(model, d / precision, precision=precision)  # type: ignore[arg-type]
-
-
 def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, Any]:
-    name, runtime, precision, threads = variant
-    model_dir = d / "model" if runtime == "torch" else d / precision
+    name, source, runtime, precision, threads = variant
+    model_dir = d / source if runtime == "torch" else d / f"{source}-{precision}"
     cmd = [sys.executable, __file__, "--child", "--runtime", runtime, "--model", str(model_dir)]
     cmd += ["--rows", str(rows), "--target", target]
     if threads is not None:
@@ -171,8 +198,18 @@ def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, A
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed: {out.stderr[-3000:]}")
     result = json.loads(out.stdout.splitlines()[-1])
-    return {"variant": name, "runtime": runtime, "precision": precision, "threads": threads,
-            "file_mb": model_bytes(model_dir) / 1e6, **result}  # fmt: skip
+    params = json.loads((model_dir / "config.json").read_text())
+    return {"variant": name, "source": source, "runtime": runtime, "precision": precision,
+            "threads": threads, "file_mb": model_bytes(model_dir) / 1e6,
+            "params": _params(model_dir, params), **result}  # fmt: skip
+
+
+def _params(model_dir: Path, meta: dict[str, Any]) -> int:
+    if "runtime" in meta:
+        return int(meta["runtime"]["params"])
+    from rlm.checkpoint import safetensors_params
+
+    return safetensors_params(model_dir / "model.safetensors")
 
 
 COLUMNS = (
@@ -210,7 +247,7 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
-            cells = [r["variant"], *(f"{r[k]:.{n}f}" for k, _, n in COLUMNS)]
+            cells = [r["variant"], f"{r['params']:,}", *(f"{r[k]:.{n}f}" for k, _, n in COLUMNS)]
             cells += [
                 f"{base['p50_greedy_ms'] / r['p50_greedy_ms']:.1f}",
                 f"{base['p50_s16_ms'] / r['p50_s16_ms']:.1f}",
@@ -224,6 +261,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    ap.add_argument("--recovery", type=float, default=30.0, help="fine-tune seconds after pruning")
     ap.add_argument("--work", type=Path, help="keep models here (reused when present)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--runtime", help=argparse.SUPPRESS)
@@ -244,12 +282,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tasks": {},
     }
     for task in TASKS:
-        d, rows, target = train(task, args.budget, work)
-        export(d)
-        params = json.loads((d / "fp32" / "config.json").read_text())["runtime"]["params"]
+        d, rows, target = prepare(task, args.budget, args.recovery, work)
         results = [run_variant(d, rows, target, v) for v in VARIANTS]
-        for r in results:
-            r["params"] = params
         report["tasks"][task] = results
         for r in results:
             print(task, r["variant"], {k: round(r[k], 3) for k, _, _ in COLUMNS}, flush=True)

@@ -28,6 +28,7 @@ from .io.examples import as_examples
 from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
 from .nn.decoding import GrammarTable
 from .nn.model import RegressionTransformer
+from .nn.prune import importance, prune_network
 from .nn.sampling import TorchNetwork
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
@@ -223,6 +224,32 @@ class RegressionLM(Predictor):
         tuned = copy.deepcopy(self)
         tuned.train_config = train or self.train_config
         return tuned._train(train_ex, valid_ex, None, calibrate)
+
+    def prune(
+        self,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        amount: float,
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        train: TrainConfig | None = None,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """A copy of this model with ``amount`` (0..1) of every block's attention heads and MLP
+        neurons removed (the least important on ``X``, ``rlm.nn.prune``): smaller matrices,
+        file and compute, then a recovery fine-tune on ``X`` (``train``: how, usually a short
+        budget) with its own selection on ``valid`` and calibration. This model is unchanged."""
+        tok, codec, net = self._check_fitted()
+        train_ex, valid_ex = self._examples(X, y, valid)
+        scores = importance(
+            net, self.encode_inputs(train_ex), self._targets(train_ex),
+            GrammarTable(codec.grammar), tok.pad_id,
+        )  # fmt: skip
+        small = copy.deepcopy(self)
+        small.net = prune_network(net, scores, amount)
+        small.model_config = small.net.cfg
+        small.train_config = train or self.train_config
+        return small._train(train_ex, valid_ex, None, calibrate)
 
     def _examples(
         self, X: Sequence[Any], y: Any, valid: Sequence[Example] | tuple[Sequence[Any], Any] | None

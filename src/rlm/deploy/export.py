@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
 from ..checkpoint import CHECKPOINT_FORMAT, CONFIG, TOKENIZER, atomic_write
-from ..nn.model import RegressionTransformer, _heads, _merge
+from ..nn.model import RegressionTransformer
 from ..nn.source import Source
 from ..predictor import pipeline_meta
 from .files import DECODER, ENCODER, RUNTIME, VALUES, Precision
@@ -49,19 +48,25 @@ if TYPE_CHECKING:
 Tensor = torch.Tensor | None
 
 
+NEG = -1e9  # an additive attention bias that removes a position (exp underflows to exactly 0)
+
+
 class _Encoder(nn.Module):
-    """Encoded inputs (text: ids, pad; fields add pos, keys, nums) -> cross-attention keys and
-    values of every decoder layer."""
+    """Encoded inputs (text: ids, pad; fields add pos, keys, nums) -> the additive padding mask
+    (B, 1, 1, T) and, per decoder layer, the cross-attention keys, transposed (B, h, dh, T), and
+    values (B, h, T, dh): everything the decoder step reads from the input, computed once."""
 
     def __init__(self, net: RegressionTransformer) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, ids: Tensor, pad: Tensor, pos: Tensor = None, keys: Tensor = None,
-                nums: Tensor = None) -> torch.Tensor:  # fmt: skip
+                nums: Tensor = None) -> list[torch.Tensor]:  # fmt: skip
         memory = self.net.encode(Source(ids, pad, pos, keys, nums))  # type: ignore[arg-type]
-        # per layer (k, v), each (B, h, T, dh) -> (layers, 2, B, h, T, dh)
-        return torch.stack([torch.stack(kv) for kv in self.net.cross_kv(memory)])
+        out = [pad[:, None, None, :].float() * NEG]  # (B, 1, 1, T)
+        for k, v in self.net.cross_kv(memory):  # each (B, h, T, dh)
+            out += [k.transpose(-1, -2), v]
+        return out
 
 
 class _Values(_Encoder):
@@ -72,8 +77,20 @@ class _Values(_Encoder):
         return self.net.values(Source(ids, pad, pos, keys, nums))  # type: ignore[arg-type]
 
 
+def _attend(
+    q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(dh) + bias) v, written out: (..., Q, dh) x (..., dh, K) -> (..., Q, dh).
+    (SDPA would export with NaN guards for fully masked rows, which never occur here.)"""
+    scores = torch.matmul(q, k_t) * (q.shape[-1] ** -0.5) + bias
+    return torch.matmul(scores.softmax(-1), v)
+
+
 class _DecoderStep(nn.Module):
-    """``RegressionTransformer.decode_step`` without in-place writes, for export."""
+    """``RegressionTransformer.decode_step`` for export: no in-place writes (the cache row at
+    ``pos`` is selected with ``where``), one tensor per layer and kind (no stacking and slicing),
+    reshapes with constant shapes (``-1`` for the sequence axis), so the graph has few nodes:
+    at batch 1, per-node overhead, not arithmetic, is most of a step's time."""
 
     def __init__(self, net: RegressionTransformer) -> None:
         super().__init__()
@@ -83,31 +100,34 @@ class _DecoderStep(nn.Module):
         self,
         tok: torch.Tensor,  # (N,) int64 previous tokens
         pos: torch.Tensor,  # () int64 position being written
-        cache: torch.Tensor,  # (layers, 2, N, h, L, dh) self-attention keys and values
-        cross: torch.Tensor,  # (layers, 2, B, h, T, dh) from the encoder graph
-        pad: torch.Tensor,  # (B, T) bool, True at padding
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask: torch.Tensor,  # (B, 1, 1, T) additive padding bias, from the encoder graph
+        cache: list[torch.Tensor],  # per layer keys then values, each (N, h, L, dh)
+        cross: list[torch.Tensor],  # per layer keys^T (B, h, dh, T) then values (B, h, T, dh)
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         net = self.net
-        n, b = tok.shape[0], pad.shape[0]
+        dh = net.cfg.dec_d_model // net.cfg.dec_heads
         steps = torch.arange(net.out_len)
-        here = (steps == pos)[None, None, :, None]  # (1, 1, L, 1): the row written now
-        seen = (steps <= pos)[None, None, None, :]  # (1, 1, 1, L): the rows attended to
-        mask = net.attn_mask(pad)  # (B, 1, 1, T)
-        y = net.dec_tok(tok)[:, None, :] + net.dec_pos(pos)  # (N, 1, E)
-        layers = []
-        for i, block in enumerate(net.decoder):
-            attn = block.self_attn
-            q, k, v = attn.qkv(block.ln1(y)).chunk(3, dim=-1)  # 3 x (N, 1, E)
-            keys = torch.where(here, _heads(k, attn.h), cache[i, 0])  # (N, h, L, dh)
-            values = torch.where(here, _heads(v, attn.h), cache[i, 1])
-            layers.append(torch.stack([keys, values]))
-            att = F.scaled_dot_product_attention(_heads(q, attn.h), keys, values, attn_mask=seen)
-            y = y + attn.proj(_merge(att))
-            # (N, 1, E) -> (B, S, E): the samples become the query axis of cross-attention
-            query = block.ln2(y).reshape(b, n // b, -1)
-            y = y + block.cross(query, (cross[i, 0], cross[i, 1]), mask).reshape(n, 1, -1)
+        here = (steps == pos).reshape(1, 1, -1, 1)  # (1, 1, L, 1): the row written now
+        future = (steps > pos).float().reshape(1, 1, 1, -1) * NEG  # (1, 1, 1, L)
+        b = mask.shape[0]
+        y = net.dec_tok(tok) + net.dec_pos(pos)  # (N, E)
+        updated = []
+        for i, block in enumerate(net.decoder_layers):
+            h = block.self_attn.h
+            qkv = block.self_attn.qkv(block.ln1(y)).reshape(-1, 3, h, 1, dh)  # (N, 3, h, 1, dh)
+            q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # (N, h, 1, dh)
+            keys = torch.where(here, k, cache[2 * i])  # (N, h, L, dh)
+            values = torch.where(here, v, cache[2 * i + 1])
+            updated += [keys, values]
+            att = _attend(q, keys.transpose(-1, -2), values, future)  # (N, h, 1, dh)
+            y = y + block.self_attn.proj(att.reshape(-1, h * dh))
+            # (N, E) -> (B, h, S, dh): the samples of an input are the queries of its memory
+            h = block.cross.h
+            query = block.cross.q(block.ln2(y)).reshape(b, -1, h, dh).transpose(1, 2)
+            att = _attend(query, cross[2 * i], cross[2 * i + 1], mask)  # (B, h, S, dh)
+            y = y + block.cross.proj(att.transpose(1, 2).reshape(-1, h * dh))
             y = y + block.mlp(block.ln3(y))
-        return net.head(net.ln_dec(y[:, 0])), torch.stack(layers)  # (N, V), updated cache
+        return net.head(net.ln_dec(y)), updated  # (N, V), the cache with row pos written
 
 
 def _example_inputs(net: RegressionTransformer) -> dict[str, torch.Tensor]:
@@ -124,12 +144,14 @@ def _example_inputs(net: RegressionTransformer) -> dict[str, torch.Tensor]:
 
 def _export(
     module: nn.Module,
-    inputs: dict[str, torch.Tensor],
-    dims: dict[str, dict[int, Any] | None],
+    inputs: dict[str, Any],
+    dims: dict[str, Any],
     outputs: list[str],
     path: Path,
+    names: list[str] | None = None,
 ) -> str:
-    """One graph -> ``path`` (weights inside the file); returns its sha256."""
+    """One graph -> ``path`` (weights inside the file); returns its sha256. ``names``: the
+    graph's input names when an input is a list (flattened), else the keys of ``inputs``."""
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
@@ -141,7 +163,7 @@ def _export(
                 (),
                 kwargs=inputs,
                 dynamo=True,
-                input_names=list(inputs),
+                input_names=names or list(inputs),
                 output_names=outputs,
                 dynamic_shapes={name: dims[name] for name in inputs},
                 external_data=False,
@@ -182,7 +204,8 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
         if net.value_head is not None:
             files[VALUES] = _export(_Values(net), inputs, dims, ["values"], d / VALUES)
         else:
-            files[ENCODER] = _export(_Encoder(net), inputs, dims, ["cross"], d / ENCODER)
+            outs = ["mask", *_per_layer(net, "cross")]
+            files[ENCODER] = _export(_Encoder(net), inputs, dims, outs, d / ENCODER)
             files.update(_export_step(net, d))
     if precision == "int8":
         files = {name: quantize_graph(d / name) for name in files}
@@ -200,29 +223,34 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
     return d
 
 
+def _per_layer(net: RegressionTransformer, kind: str) -> list[str]:
+    """Input or output names of one tensor per decoder layer and keys/values: cache_k0, ..."""
+    return [f"{kind}_{kv}{i}" for i in range(net.cfg.dec_layers) for kv in ("k", "v")]
+
+
 def _export_step(net: RegressionTransformer, d: Path) -> dict[str, str]:
     cfg = net.cfg
     b, s, t = 2, 3, 3
-    heads, dh = cfg.dec_heads, cfg.dec_d_model // cfg.dec_heads
+    dh, layers = cfg.dec_d_model // cfg.dec_heads, net.decoder_layers
     inputs = {
         "tok": torch.zeros(b * s, dtype=torch.int64),
         "pos": torch.tensor(1, dtype=torch.int64),
-        "cache": torch.zeros(cfg.dec_layers, 2, b * s, heads, net.out_len, dh),
-        "cross": torch.zeros(cfg.dec_layers, 2, b, heads, t, dh),
-        "pad": torch.zeros(b, t, dtype=torch.bool),
+        "mask": torch.zeros(b, 1, 1, t),
+        "cache": [torch.zeros(b * s, x.self_attn.h, net.out_len, dh) for x in layers for _ in "kv"],
+        "cross": [torch.zeros(b, x.cross.h, *p) for x in layers for p in ((dh, t), (t, dh))],
     }
     seqs, batch = torch.export.Dim("sequences"), torch.export.Dim("batch")
     length = torch.export.Dim("length", max=cfg.max_input_len)
-    dims: dict[str, dict[int, Any] | None] = {
+    dims: dict[str, Any] = {
         "tok": {0: seqs},
         "pos": None,
-        "cache": {2: seqs},
-        "cross": {2: batch, 4: length},
-        "pad": {0: batch, 1: length},
+        "mask": {0: batch, 3: length},
+        "cache": [{0: seqs}] * (2 * len(layers)),
+        "cross": [{0: batch, 3: length}, {0: batch, 2: length}] * len(layers),
     }
-    return {
-        DECODER: _export(_DecoderStep(net), inputs, dims, ["logits", "next_cache"], d / DECODER)
-    }
+    names = ["tok", "pos", "mask", *_per_layer(net, "cache"), *_per_layer(net, "cross")]
+    outputs = ["logits", *_per_layer(net, "next")]
+    return {DECODER: _export(_DecoderStep(net), inputs, dims, outputs, d / DECODER, names)}
 
 
 def _runtime_meta(net: RegressionTransformer, precision: str, inputs: list[str]) -> dict[str, Any]:
@@ -235,7 +263,11 @@ def _runtime_meta(net: RegressionTransformer, precision: str, inputs: list[str])
         "head": cfg.head,
         "bos": net.bos,
         "out_len": net.out_len,
-        "cache": [cfg.dec_layers, 2, cfg.dec_heads, net.out_len, cfg.dec_d_model // cfg.dec_heads],
+        # per decoder layer, the self-attention cache (heads, L, dh) the step reads and writes
+        "caches": [
+            [b.self_attn.h, net.out_len, cfg.dec_d_model // cfg.dec_heads]
+            for b in net.decoder_layers
+        ],
         "max_input_len": cfg.max_input_len,
         "params": net.num_params(),
     }

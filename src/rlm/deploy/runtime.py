@@ -57,7 +57,12 @@ class OnnxNetwork:
 
     def __init__(self, d: Path, runtime: dict[str, Any], pad_id: int, threads: int | None):
         self.pad_id, self.inputs = pad_id, tuple(runtime["inputs"])
-        self.bos, self.cache_shape = int(runtime["bos"]), tuple(runtime["cache"])
+        self.bos = int(runtime["bos"])
+        # per decoder layer, keys then values: (heads, L, dh) each
+        self.caches = [tuple(c) for c in runtime.get("caches", []) for _ in "kv"]
+        layers = range(len(self.caches) // 2)
+        self.cache_names = [f"cache_{kv}{i}" for i in layers for kv in "kv"]
+        self.cross_names = [f"cross_{kv}{i}" for i in layers for kv in "kv"]
         self.max_len = int(runtime["max_input_len"])
         if runtime["head"] == "digits":
             self.encoder = session(d / ENCODER, threads)
@@ -85,15 +90,16 @@ class OnnxNetwork:
     ) -> np.ndarray:
         """Token ids (B, samples, length); uniforms (B*samples, length) unless greedy."""
         feeds, p = self._feeds(rows)
-        (cross,) = self.encoder.run(["cross"], feeds)  # (layers, 2, B, h, T, dh), once
+        mask, *cross = self.encoder.run(None, feeds)  # once per input: (B, 1, 1, T), per layer k, v
         n = len(p) * samples
-        layers, two, heads, steps, dh = self.cache_shape
-        cache = np.zeros((layers, two, n, heads, steps, dh), dtype=np.float32)
+        state = {"mask": mask, **dict(zip(self.cross_names, cross, strict=True))}
+        for name, shape in zip(self.cache_names, self.caches, strict=True):
+            state[name] = np.zeros((n, *shape), dtype=np.float32)  # (N, h, L, dh)
 
         def step(tok: np.ndarray, pos: int) -> np.ndarray:
-            nonlocal cache
-            step_feeds = {"tok": tok, "pos": np.array(pos, dtype=np.int64), "cache": cache}
-            logits, cache = self.decoder.run(None, {**step_feeds, "cross": cross, "pad": p.pad})
+            state["tok"], state["pos"] = tok, np.array(pos, dtype=np.int64)
+            logits, *cache = self.decoder.run(None, state)
+            state.update(zip(self.cache_names, cache, strict=True))
             return logits  # (N, V)
 
         out = decode_tokens(step, n, length, grammar, config, self.bos, uniforms)

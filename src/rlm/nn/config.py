@@ -40,8 +40,41 @@ class ModelConfig:
     # output layer, trained side by side on each batch; the point is their mean, the Gaussian
     # head's samples are their mixture. Costs ``members`` x the compute of one.
     members: int = 1
+    # cross-layer weight sharing (ALBERT, Lan et al. 2020): the encoder applies one block's
+    # weights enc_layers times and the decoder one block's dec_layers times: about 1/layers of
+    # the blocks' parameters (a smaller file) for the same compute, trained as such
+    share_layers: bool = False
+    # narrower blocks, as structured pruning leaves them (``rlm.nn.prune``): per encoder block
+    # (attention heads, MLP neurons), per decoder block (self-attention heads, cross-attention
+    # heads, MLP neurons); empty: every block at full width (n_heads or dec_heads heads of
+    # width / heads channels each, mlp_ratio x width neurons). One entry per distinct block.
+    enc_widths: tuple[tuple[int, int], ...] = ()
+    dec_widths: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def enc_blocks(self) -> int:
+        """Distinct encoder blocks (weights): 1 when layers share them."""
+        return 1 if self.share_layers else self.enc_layers
+
+    @property
+    def dec_blocks(self) -> int:
+        return 1 if self.share_layers else self.dec_layers
+
+    def enc_width(self, block: int) -> tuple[int, int]:
+        """(attention heads, MLP neurons) of encoder block ``block``."""
+        full = (self.n_heads, self.mlp_ratio * self.d_model)
+        return self.enc_widths[block] if self.enc_widths else full
+
+    def dec_width(self, block: int) -> tuple[int, int, int]:
+        """(self-attention heads, cross-attention heads, MLP neurons) of decoder block ``block``."""
+        full = (self.dec_heads, self.dec_heads, self.mlp_ratio * self.dec_d_model)
+        return self.dec_widths[block] if self.dec_widths else full
 
     def __post_init__(self) -> None:
+        # JSON gives lists: the widths compare (and hash) as tuples whatever they were built from
+        object.__setattr__(self, "enc_widths", tuple(tuple(w) for w in self.enc_widths))
+        object.__setattr__(self, "dec_widths", tuple(tuple(w) for w in self.dec_widths))
+        self._check_widths()
         for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -62,6 +95,22 @@ class ModelConfig:
                 f"members={self.members} ensembles a value head: set head='mse' or "
                 "'gaussian' (the digit decoder samples a distribution by itself)"
             )
+
+    def _check_widths(self) -> None:
+        for name, widths, blocks, full in (
+            ("enc_widths", self.enc_widths, self.enc_blocks, (self.n_heads, self.mlp_ratio * self.d_model)),
+            ("dec_widths", self.dec_widths, self.dec_blocks,
+             (self.dec_heads, self.dec_heads, self.mlp_ratio * self.dec_d_model)),
+        ):  # fmt: skip
+            if widths and len(widths) != blocks:
+                raise ValueError(f"{name} has {len(widths)} entries for {blocks} blocks: one each")
+            for w in widths:
+                if len(w) != len(full) or not all(
+                    1 <= v <= m for v, m in zip(w, full, strict=True)
+                ):
+                    raise ValueError(
+                        f"{name} entry {w}: need {len(full)} values, each from 1 to {full}"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,10 +26,10 @@ from .source import Source
 
 
 class MLP(nn.Module):
-    def __init__(self, d: int, ratio: int, dropout: float) -> None:
+    def __init__(self, d: int, hidden: int, dropout: float) -> None:
         super().__init__()
-        self.fc = nn.Linear(d, ratio * d)
-        self.proj = nn.Linear(ratio * d, d)
+        self.fc = nn.Linear(d, hidden)
+        self.proj = nn.Linear(hidden, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,11 +49,14 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d: int, h: int, dropout: float) -> None:
+    """h heads of width dh (default d / h; a pruned block keeps fewer heads of the same width)."""
+
+    def __init__(self, d: int, h: int, dropout: float, dh: int | None = None) -> None:
         super().__init__()
         self.h = h
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
+        inner = h * (dh or d // h)
+        self.qkv = nn.Linear(d, 3 * inner)
+        self.proj = nn.Linear(inner, d)
         self.dropout = dropout
 
     def forward(
@@ -80,12 +83,15 @@ class SelfAttention(nn.Module):
 class CrossAttention(nn.Module):
     """Decoder queries (width E) attend to encoder memory (width D), projected to width E."""
 
-    def __init__(self, d_dec: int, d_enc: int, h: int, dropout: float) -> None:
+    def __init__(
+        self, d_dec: int, d_enc: int, h: int, dropout: float, dh: int | None = None
+    ) -> None:
         super().__init__()
         self.h = h
-        self.q = nn.Linear(d_dec, d_dec)
-        self.kv = nn.Linear(d_enc, 2 * d_dec)
-        self.proj = nn.Linear(d_dec, d_dec)
+        inner = h * (dh or d_dec // h)
+        self.q = nn.Linear(d_dec, inner)
+        self.kv = nn.Linear(d_enc, 2 * inner)
+        self.proj = nn.Linear(inner, d_dec)
         self.dropout = dropout
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,12 +115,14 @@ class CrossAttention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, block: int = 0) -> None:
         super().__init__()
+        heads, hidden = cfg.enc_width(block)
+        dh = cfg.d_model // cfg.n_heads
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.attn = SelfAttention(cfg.d_model, heads, cfg.dropout, dh)
         self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, cfg.dropout)
+        self.mlp = MLP(cfg.d_model, hidden, cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), mask=mask)
@@ -122,15 +130,17 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, block: int = 0) -> None:
         super().__init__()
         e = cfg.dec_d_model
+        heads, cross_heads, hidden = cfg.dec_width(block)
+        dh = e // cfg.dec_heads
         self.ln1 = nn.LayerNorm(e)
-        self.self_attn = SelfAttention(e, cfg.dec_heads, cfg.dropout)
+        self.self_attn = SelfAttention(e, heads, cfg.dropout, dh)
         self.ln2 = nn.LayerNorm(e)
-        self.cross = CrossAttention(e, cfg.d_model, cfg.dec_heads, cfg.dropout)
+        self.cross = CrossAttention(e, cfg.d_model, cross_heads, cfg.dropout, dh)
         self.ln3 = nn.LayerNorm(e)
-        self.mlp = MLP(e, cfg.mlp_ratio, cfg.dropout)
+        self.mlp = MLP(e, hidden, cfg.dropout)
 
     def forward(self, y: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor):
         y = y + self.self_attn(self.ln1(y), causal=True)
@@ -194,7 +204,7 @@ class RegressionTransformer(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_input_len, cfg.d_model)
         self.key_emb = nn.Embedding(n_keys, cfg.d_model) if n_keys else None
         self.numbers = NumberProjection(n_features, cfg.d_model) if n_keys else None
-        self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
+        self.encoder = nn.ModuleList(EncoderBlock(cfg, i) for i in range(cfg.enc_blocks))
         self.ln_enc = nn.LayerNorm(cfg.d_model)
         self.value_head = None
         if cfg.head != "digits":  # a value head replaces the whole decoder
@@ -209,7 +219,7 @@ class RegressionTransformer(nn.Module):
         else:
             self.dec_tok = nn.Embedding(out_vocab + 1, cfg.dec_d_model)
             self.dec_pos = nn.Embedding(out_len, cfg.dec_d_model)
-            self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
+            self.decoder = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.dec_blocks))
             self.ln_dec = nn.LayerNorm(cfg.dec_d_model)
             self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
         self.apply(self._init)
@@ -226,6 +236,19 @@ class RegressionTransformer(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def encoder_layers(self) -> list[EncoderBlock]:
+        """The blocks in the order they run: each once, or one block ``enc_layers`` times
+        (``share_layers``)."""
+        return [self.encoder[i % len(self.encoder)] for i in range(self.cfg.enc_layers)]  # type: ignore[misc]
+
+    @property
+    def decoder_layers(self) -> list[DecoderBlock]:
+        """As ``encoder_layers``; none for a value head (it has no decoder)."""
+        if self.value_head is not None:
+            return []
+        return [self.decoder[i % len(self.decoder)] for i in range(self.cfg.dec_layers)]  # type: ignore[misc]
 
     # -- encoder ------------------------------------------------------------------------------
     @staticmethod
@@ -260,7 +283,7 @@ class RegressionTransformer(nn.Module):
     def _encoder(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """Input vectors (B, T, D) -> memory (B, T, D)."""
         mask = self.attn_mask(pad)
-        for block in self.encoder:
+        for block in self.encoder_layers:
             x = block(x, mask)
         return self.ln_enc(x)
 
@@ -278,7 +301,7 @@ class RegressionTransformer(nn.Module):
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per decoder layer, the memory's keys and values: each (B, h, T, dh)."""
-        return [block.cross.memory_kv(memory) for block in self.decoder]
+        return [block.cross.memory_kv(memory) for block in self.decoder_layers]
 
     # -- teacher-forced training pass -----------------------------------------------------------
     def forward(self, src: Source, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -287,15 +310,18 @@ class RegressionTransformer(nn.Module):
         mask = self.attn_mask(src.pad)
         n = tgt_in.shape[1]
         y = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=tgt_in.device))
-        for block, kv in zip(self.decoder, self.cross_kv(memory), strict=True):
+        for block, kv in zip(self.decoder_layers, self.cross_kv(memory), strict=True):
             y = block(y, kv, mask)
         return self.head(self.ln_dec(y))
 
     # -- incremental decoding ---------------------------------------------------------------------
     def new_cache(self, n: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
         """Self-attention KV cache per decoder layer: (2, N, h, L, dh), zero-filled."""
-        h, dh = self.cfg.dec_heads, self.cfg.dec_d_model // self.cfg.dec_heads
-        return [torch.zeros(2, n, h, self.out_len, dh, dtype=dtype) for _ in self.decoder]
+        dh = self.cfg.dec_d_model // self.cfg.dec_heads
+        return [
+            torch.zeros(2, n, b.self_attn.h, self.out_len, dh, dtype=dtype)
+            for b in self.decoder_layers
+        ]
 
     def decode_step(
         self,
@@ -313,7 +339,7 @@ class RegressionTransformer(nn.Module):
         n = tok.shape[0]
         b = n // samples
         y = self.dec_tok(tok)[:, None, :] + self.dec_pos.weight[pos]  # (N, 1, E)
-        for block, c, layer_kv in zip(self.decoder, cache, kv, strict=True):
+        for block, c, layer_kv in zip(self.decoder_layers, cache, kv, strict=True):
             y = y + block.self_attn.step(block.ln1(y), c, pos)
             # (N, 1, E) -> (B, S, E): the samples become the query axis of cross-attention
             q = block.ln2(y).view(b, samples, -1)
