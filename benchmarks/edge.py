@@ -12,6 +12,14 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
   (``RegressionLM.prune``), then a ``--recovery`` fine-tune; run eager and as ONNX int8;
 * ``shared``: the same preset with cross-layer weight sharing, trained from scratch for the
   same budget; run eager.
+* ``exits``: ``model`` with an exit after every encoder layer below the last
+  (``RegressionLM.add_exits``, a ``--recovery`` fine-tune on every exit's loss); run eager to the
+  end, and with early exit at tolerances 1% and 5% (``rlm.nn.exits``; the mean exit layer over
+  the test split is reported);
+* ``mse`` / ``mse-exits``: the same preset with the MSE value head (what ``auto`` picks under
+  500 rows), trained for the budget, and its exits copy; run eager and as ONNX int8, the exits
+  copy to the end and with early exit at 1%: where a check costs a pooled linear layer, not a
+  greedy decode.
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -21,6 +29,7 @@ the grammar accepts), its peak RSS and the files' size.
 
 Run:  .venv/bin/python benchmarks/edge.py [--budget 120] [--work DIR]
 Writes benchmarks/results/edge.json and edge.md and prints the table.
+Profile a deployment:  .venv/bin/python benchmarks/edge.py --profile DIR --rows TEST.jsonl
 """
 
 from __future__ import annotations
@@ -46,14 +55,33 @@ VARIANTS = (
     ("onnx fp32", "model", "onnx", "fp32", None),
     ("onnx int8", "model", "onnx", "int8", None),
     ("onnx int8 1t", "model", "onnx", "int8", 1),
+    ("onnx fp32 1t", "model", "onnx", "fp32", 1),
     ("eager pruned 30%", "pruned30", "torch", "fp32", None),
     ("eager pruned 50%", "pruned50", "torch", "fp32", None),
     ("eager shared layers", "shared", "torch", "fp32", None),
     ("onnx int8 1t pruned 30%", "pruned30", "onnx", "int8", 1),
     ("onnx int8 1t pruned 50%", "pruned50", "onnx", "int8", 1),
+    ("onnx fp32 1t pruned 50%", "pruned50", "onnx", "fp32", 1),
+    ("eager exits, run to the end", "exits", "torch", "fp32", None),
+    ("eager early exit 1%", "exits", "torch", "fp32", None),
+    ("eager early exit 5%", "exits", "torch", "fp32", None),
+    ("eager mse head", "mse", "torch", "fp32", None),
+    ("onnx int8 1t mse head", "mse", "onnx", "int8", 1),
+    ("eager mse exits, run to the end", "mse-exits", "torch", "fp32", None),
+    ("eager mse head early exit 1%", "mse-exits", "torch", "fp32", None),
 )
+# the early-exit tolerance of a variant (rlm.nn.exits), by its name
+EARLY_EXIT = {"eager early exit 1%": 0.01, "eager early exit 5%": 0.05,
+              "eager mse head early exit 1%": 0.01}  # fmt: skip
 PRUNE = (0.3, 0.5)
-EXPORTS = (("model", "fp32"), ("model", "int8"), ("pruned30", "int8"), ("pruned50", "int8"))
+EXPORTS = (
+    ("model", "fp32"),
+    ("model", "int8"),
+    ("pruned30", "int8"),
+    ("pruned50", "int8"),
+    ("pruned50", "fp32"),
+    ("mse", "int8"),
+)
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
 LATENCY_INPUTS = 100
@@ -90,7 +118,11 @@ def measure(model: Any, rows: list[Any], target: str) -> dict[str, Any]:
     for batch in batches:
         model.predict(batch, samples=SAMPLES)
     out["throughput_per_s"] = sum(len(b) for b in batches) / (time.perf_counter() - t)
+    if getattr(model, "early_exit", None) is not None:
+        model.exit_log.clear()  # the mean exit layer over the test split's draws
     draws = model.sample(xs, SAMPLES, seed=0)  # (B, S, 1)
+    if getattr(model, "early_exit", None) is not None:
+        out["mean_exit_layer"] = model.mean_exit_layer()
     point = np.median(draws[:, :, 0], axis=1)
     truth = np.array([e.y[target] for e in rows])
     out["spearman"] = float(spearmanr(point, truth).statistic)
@@ -116,7 +148,7 @@ def child(args: argparse.Namespace) -> None:
     if args.runtime == "torch":
         from rlm import RegressionLM
 
-        model: Any = RegressionLM.load(args.model)
+        model: Any = RegressionLM.load(args.model).set_early_exit(args.early_exit)
     else:
         from rlm.deploy import OnnxRegressor
 
@@ -128,6 +160,41 @@ def child(args: argparse.Namespace) -> None:
     result["rss_peak_mb"] = peak_rss_mb()
     result["torch_imported"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     print(json.dumps(result))
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Where one batch-1 greedy prediction's time goes in an ONNX deployment: the encoder graph,
+    the decoder step graph (per step), and the rest (Python: encoding, decoding loop, codec)."""
+    from rlm.deploy import OnnxRegressor
+    from rlm.io import read_jsonl
+
+    model = OnnxRegressor.load(args.profile, threads=1)
+    xs = [e.x for e in read_jsonl(Path(args.rows))][:LATENCY_INPUTS]
+    net = model._runtime()  # one network, its graphs' run methods wrapped in timers
+    spent: dict[str, list[float]] = {"encoder": [], "decoder": []}
+    for part in spent:
+        run = getattr(net, part).run
+
+        def timed(*a: Any, _run: Any = run, _part: str = part) -> Any:
+            t = time.perf_counter()
+            out = _run(*a)
+            spent[_part].append(time.perf_counter() - t)
+            return out
+
+        getattr(net, part).run = timed
+    model._runtime = lambda: net  # type: ignore[method-assign]
+    for x in xs[:10]:
+        model.predict([x], samples=0)  # warm-up
+    for v in spent.values():
+        v.clear()
+    t = time.perf_counter()
+    for x in xs:
+        model.predict([x], samples=0)
+    total = (time.perf_counter() - t) / len(xs) * 1e3
+    enc, dec = (sum(v) / len(xs) * 1e3 for v in spent.values())
+    steps = len(spent["decoder"]) // len(xs)
+    print(f"{args.profile}: {total:.3f} ms per input; encoder {enc:.3f} ms, {steps} decoder steps "
+          f"{dec:.3f} ms ({dec / steps:.3f} each), the rest {total - enc - dec:.3f} ms")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,19 +228,27 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
     vocab = VocabConfig(pattern=acc.EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
     train_cfg = acc.rlm_train_config(s, budget, task.kind)
 
-    def fitted(name: str, share: bool) -> RegressionLM:
+    def fitted(name: str, share: bool, head: str = "digits") -> RegressionLM:
         if not (d / name / "model.safetensors").is_file():
-            # what model="auto" picks for these rows; shared: the same with one block per stack
+            # what model="auto" picks for these rows; shared: the same with one block per stack;
+            # mse: with the value head that "auto" picks below 500 rows
             kind = "text" if task.kind == "nas" else "fields"
             cfg = auto_model(kind, len(split.train), True, 256)
-            cfg = replace(cfg, share_layers=share)
+            cfg = replace(cfg, share_layers=share, head=head)
             model = RegressionLM(model=cfg, targets=[task.target], vocab=vocab, train=train_cfg)
             model.fit(split.train, valid=split.valid).save(d / name)
         return RegressionLM.load(d / name)
 
     base = fitted("model", share=False)
     fitted("shared", share=True)
+    mse = fitted("mse", share=False, head="mse")
     short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
+    exits = tuple(range(1, base.model_config.enc_layers))  # every layer below the last
+    for name, source in (("exits", base), ("mse-exits", mse)):
+        if not (d / name / "model.safetensors").is_file():
+            source.add_exits(split.train, exits=exits, valid=split.valid, train=short).save(
+                d / name
+            )
     for amount in PRUNE:
         name = f"pruned{round(amount * 100)}"
         if not (d / name / "model.safetensors").is_file():
@@ -194,6 +269,8 @@ def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, A
     cmd += ["--rows", str(rows), "--target", target]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    if name in EARLY_EXIT:
+        cmd += ["--early-exit", str(EARLY_EXIT[name])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed: {out.stderr[-3000:]}")
@@ -223,6 +300,7 @@ COLUMNS = (
     ("file_mb", "file MB", 2),
     ("spearman", "test Spearman", 3),
     ("valid_rate", "valid", 3),
+    ("mean_exit_layer", "mean exit layer", 2),
 )
 
 
@@ -237,9 +315,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for task, rows in report["tasks"].items():
         base = rows[0]
-        lines += [f"## {task} ({base['params']:,} parameters)", ""]
+        lines += [f"## {task}", ""]
         head = [
             "variant",
+            "params",
             *(h for _, h, _ in COLUMNS),
             "x faster greedy",
             "x faster 16",
@@ -247,7 +326,8 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
-            cells = [r["variant"], f"{r['params']:,}", *(f"{r[k]:.{n}f}" for k, _, n in COLUMNS)]
+            cells = [r["variant"], f"{r['params']:,}"]
+            cells += [f"{r[k]:.{n}f}" if k in r else "" for k, _, n in COLUMNS]
             cells += [
                 f"{base['p50_greedy_ms'] / r['p50_greedy_ms']:.1f}",
                 f"{base['p50_s16_ms'] / r['p50_s16_ms']:.1f}",
@@ -269,7 +349,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rows", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--early-exit", type=float, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--profile", type=Path, help="an exported deployment: time its parts (needs --rows)"
+    )
     args = ap.parse_args(argv)
+    if args.profile:
+        profile(args)
+        return {}
     if args.child:
         child(args)
         return {}
@@ -286,7 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = [run_variant(d, rows, target, v) for v in VARIANTS]
         report["tasks"][task] = results
         for r in results:
-            print(task, r["variant"], {k: round(r[k], 3) for k, _, _ in COLUMNS}, flush=True)
+            print(
+                task, r["variant"], {k: round(r[k], 3) for k, _, _ in COLUMNS if k in r}, flush=True
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "edge.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "edge.md").write_text(markdown(report))

@@ -34,9 +34,9 @@ from rich.table import Table
 
 from rlm.nn.config import ModelConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
+from rlm.nn.loss import Batch, grammar_loss
 from rlm.nn.model import RegressionTransformer
 from rlm.nn.source import Source
-from rlm.nn.training import Batch, grammar_loss
 from rlm.numbers import NumberConfig
 from rlm.numbers.decoding import uniforms
 from rlm.numbers.targets import TargetCodec

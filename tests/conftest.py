@@ -38,3 +38,20 @@ def tiny_model(tiny_model_dir: Path):
     from rlm import RegressionLM
 
     return RegressionLM.load(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def x264_rows_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """150 demo x264 rows as JSONL: the first 100 split "train", the rest "valid"."""
+    from rlm.io import load_demo, write_jsonl
+
+    path = tmp_path_factory.mktemp("x264") / "rows.jsonl"
+    rows = load_demo("x264")[:150]
+    write_jsonl(
+        path,
+        [
+            {"x": e.x, "y": e.y, "split": "train" if i < 100 else "valid"}
+            for i, e in enumerate(rows)
+        ],
+    )
+    return path

@@ -11,9 +11,9 @@ import torch
 from rlm import RegressionLM
 from rlm.nn.config import ModelConfig, TrainConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
+from rlm.nn.loss import grammar_loss, make_batch
 from rlm.nn.model import RegressionTransformer
 from rlm.nn.source import collate
-from rlm.nn.training import grammar_loss, make_batch
 from rlm.numbers import NumberConfig
 from rlm.numbers.decoding import uniforms
 from rlm.numbers.targets import TargetCodec

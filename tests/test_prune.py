@@ -96,20 +96,12 @@ def test_shared_layers_hold_one_block_and_run_it_every_layer(tmp_path: Path) -> 
     np.testing.assert_array_equal(back.predict(xs, samples=0), model.predict(xs, samples=0))
 
 
-def test_cli_compress(tmp_path: Path) -> None:
+def test_cli_compress(tmp_path: Path, x264_rows_file: Path) -> None:
     from typer.testing import CliRunner
 
     from rlm.cli import app
-    from rlm.io import write_jsonl
 
-    data = tmp_path / "rows.jsonl"
-    write_jsonl(
-        data,
-        [
-            {"x": e.x, "y": e.y, "split": "train" if i < 100 else "valid"}
-            for i, e in enumerate(ROWS)
-        ],
-    )
+    data = x264_rows_file
     runner = CliRunner()
     run = tmp_path / "run"
     args = ["train", data, "--out", run, "--preset", "tiny", "--epochs", "2", "--no-progress"]

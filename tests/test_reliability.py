@@ -67,7 +67,8 @@ def test_bad_training_data_is_one_clear_error(tmp_path: Path, case, content, mes
     data.write_text(content)
     out = tmp_path / "run"
     args = ["train", str(data), "--out", str(out), "--preset", "tiny", "--epochs", "1"]
-    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    # wide enough that rich never wraps the message (its length follows tmp_path's)
+    result = CliRunner().invoke(app, [*args, "--no-progress"], env={"COLUMNS": "400"})
     assert result.exit_code == 2, (case, result.output)
     said = " ".join(result.output.split())
     assert message in said, (case, said)

@@ -28,7 +28,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "rlm.config": ("rlm.nn.config", "rlm.strict"),
     "rlm.model": ("rlm.nn.model",),
     "rlm.decoding": ("rlm.nn.decoding",),
-    "rlm.training": ("rlm.nn.training",),
+    "rlm.training": ("rlm.nn.training", "rlm.nn.loss"),
     "rlm.runtime": ("rlm.nn.runtime",),
     "rlm.calibration": ("rlm.predict.calibration",),
     "rlm.metrics": ("rlm.predict.metrics",),

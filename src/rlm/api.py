@@ -13,10 +13,12 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .inputs.fields import FieldConfig, FieldEncoder
@@ -27,6 +29,7 @@ from .io import Example, target_names
 from .io.examples import as_examples
 from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
 from .nn.decoding import GrammarTable
+from .nn.exits import ExitNetwork, check_tolerance
 from .nn.model import RegressionTransformer
 from .nn.prune import importance, prune_network
 from .nn.sampling import TorchNetwork
@@ -94,6 +97,8 @@ class RegressionLM(Predictor):
         self.task_key = task_key
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
+        self.early_exit: float | None = None  # see set_early_exit
+        self.exit_log: list[np.ndarray] = []
 
     # -- plumbing ---------------------------------------------------------------------------
     def _check_fitted(self) -> tuple[InputTokenizer, TargetCodec, RegressionTransformer]:
@@ -106,8 +111,35 @@ class RegressionLM(Predictor):
     runtime_name = "torch"
 
     def _runtime(self) -> TorchNetwork:
-        tok, _, net = self._check_fitted()
-        return TorchNetwork(net, tok.pad_id)
+        tok, codec, net = self._check_fitted()
+        if self.early_exit is None:
+            return TorchNetwork(net, tok.pad_id)
+        return ExitNetwork(
+            net, tok.pad_id, tolerance=self.early_exit, codec=codec, scaler=self.scaler,
+            log=self.exit_log,
+        )  # fmt: skip
+
+    def set_early_exit(self, tolerance: float | None) -> RegressionLM:
+        """Predict with early exit (``rlm.nn.exits``): each input stops at the first exit whose
+        greedy point agrees with the previous exit's within ``tolerance`` (relative, e.g. 0.01);
+        None: every input runs every layer. Needs a model with exits (``add_exits``). Each
+        prediction's exit layers are recorded in ``exit_log`` (cleared here)."""
+        if tolerance is not None:
+            check_tolerance(tolerance)
+            if not self._check_fitted()[2].cfg.exits:
+                raise ValueError(
+                    "this model has no exits to stop at: make a copy with add_exits(...) "
+                    "(rlm compress DIR DATA --out OUT --exits 1,2,3)"
+                )
+        self.early_exit = tolerance
+        self.exit_log.clear()
+        return self
+
+    def mean_exit_layer(self) -> float:
+        """The mean encoder layer at which inputs exited since ``set_early_exit``."""
+        if not self.exit_log:
+            raise ValueError("no prediction with early exit yet: set_early_exit(0.01), predict")
+        return float(np.concatenate(self.exit_log).mean())
 
     def num_params(self) -> int:
         return self._check_fitted()[2].num_params()
@@ -250,6 +282,29 @@ class RegressionLM(Predictor):
         small.model_config = small.net.cfg
         small.train_config = train or self.train_config
         return small._train(train_ex, valid_ex, None, calibrate)
+
+    def add_exits(
+        self,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        exits: Sequence[int],
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        train: TrainConfig | None = None,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """A copy of this model whose head also reads the encoder after the layers in ``exits``
+        (1-based, below the last), fine-tuned on ``X`` on the mean of every exit's loss
+        (``train``: how, usually a short budget), so ``set_early_exit`` can stop easy inputs
+        early. No weights are added; this model is unchanged."""
+        _, _, net = self._check_fitted()
+        cfg = replace(net.cfg, exits=tuple(exits))  # validates the layers
+        train_ex, valid_ex = self._examples(X, y, valid)
+        tuned = copy.deepcopy(self)
+        assert tuned.net is not None
+        tuned.net.cfg = tuned.model_config = cfg
+        tuned.train_config = train or self.train_config
+        return tuned._train(train_ex, valid_ex, None, calibrate)
 
     def _examples(
         self, X: Sequence[Any], y: Any, valid: Sequence[Example] | tuple[Sequence[Any], Any] | None

@@ -30,7 +30,7 @@ from .numbers.decoding import DecodeConfig
 from .numbers.scaling import TargetScaler, TaskScaling
 from .numbers.targets import TargetCodec
 from .predict.calibration import fit_calibration
-from .predict.draws import Draws, Network, sample_digits, sample_values
+from .predict.draws import MAX_SEQUENCES, Draws, Network, sample_digits, sample_values
 from .predict.metrics import check_level
 from .predict.summary import Predictions, score, score_by_task
 from .predict.tasks import Calibration, calibration_from_dict, fit_task_calibration, task_ids
@@ -43,6 +43,8 @@ class Predictor:
     (``_runtime``). Attributes are None until fitted or loaded."""
 
     runtime_name = ""  # what runs the network: "torch", "onnx"
+    # sequences (inputs x samples) decoded together when ``sample`` is given no batch_size
+    max_sequences = MAX_SEQUENCES
 
     def __init__(self) -> None:
         self.model_config = ModelConfig()
@@ -126,6 +128,8 @@ class Predictor:
             raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
         rows = self.encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
+        if batch_size is None and self.scaler is None:
+            batch_size = max(1, self.max_sequences // n)  # whole inputs, bounded sequences
         how = Draws(n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size)
         if self.scaler is not None:
             draws = sample_values(self._runtime(), self.scaler, rows, how)

@@ -13,10 +13,11 @@ from ..io import Example
 from ..predict.metrics import check_level
 from ..predict.summary import score, score_by_task
 from .app import app, err, out, user_errors
-from .files import load_model, read_labeled, saved_layout, split_rows, splits_of
+from .files import exit_summary, load_model, read_labeled, saved_layout, split_rows, splits_of
 from .format import metrics_table, task_table
 from .options import (
     CheckpointDir,
+    EarlyExit,
     Runtime,
     Samples,
     SamplingSeed,
@@ -73,6 +74,7 @@ def evaluate(
     x_column: SavedXColumn = None,
     runtime: Runtime = "auto",
     threads: Threads = None,
+    early_exit: EarlyExit = None,
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():
@@ -90,8 +92,10 @@ def evaluate(
         rows, scope = _scored_rows(rows, data, split)
         if limit is not None:
             rows = rows[:limit]
-        model = load_model(directory, runtime, threads)
+        model = load_model(directory, runtime, threads, early_exit)
         pred = model.distribution(rows, samples=samples, level=level, seed=seed)
+        if line := exit_summary(model):
+            err.print(line)
         metrics = score(rows, names, pred)
         if not metrics:
             raise ValueError(

@@ -139,10 +139,16 @@ def splits_of(rows: Sequence[Example]) -> list[str]:
     return sorted({e.split for e in rows if e.split is not None})
 
 
-def load_model(directory: Path, runtime: str = "auto", threads: int | None = None) -> Predictor:
+def load_model(
+    directory: Path,
+    runtime: str = "auto",
+    threads: int | None = None,
+    early_exit: float | None = None,
+) -> Predictor:
     """The model in ``directory``: a checkpoint run by PyTorch (imported here, on first use), or
     an ONNX deployment (``rlm export``) run by onnxruntime without torch. ``runtime`` "auto"
-    follows the directory; "torch" or "onnx" insist, with an error saying how to get one."""
+    follows the directory; "torch" or "onnx" insist, with an error saying how to get one.
+    ``early_exit``: the PyTorch model's ``set_early_exit`` tolerance."""
     check_checkpoint(directory, deployment=True)
     deployed = is_deployment(directory)
     if runtime not in ("auto", "torch", "onnx"):
@@ -157,10 +163,23 @@ def load_model(directory: Path, runtime: str = "auto", threads: int | None = Non
             f"{directory} is an ONNX deployment: pass the checkpoint it was exported from, or "
             "use --runtime onnx"
         )
+    if deployed and early_exit is not None:
+        raise ValueError(
+            f"--early-exit runs on PyTorch: {directory} is an ONNX deployment (its encoder "
+            "graph runs every layer); pass the checkpoint instead"
+        )
     if deployed:
         from ..deploy import OnnxRegressor
 
         return OnnxRegressor.load(directory, threads=threads)
     from ..api import RegressionLM
 
-    return RegressionLM.load(directory)
+    return RegressionLM.load(directory).set_early_exit(early_exit)
+
+
+def exit_summary(model: Predictor) -> str | None:
+    """The mean exit layer of an early-exit prediction, as a line for stderr (else None)."""
+    if getattr(model, "early_exit", None) is None:
+        return None
+    layers = model.model_config.enc_layers
+    return f"early exit: mean exit layer {model.mean_exit_layer():.2f} of {layers}"  # type: ignore[attr-defined]

@@ -75,3 +75,12 @@ Threads = Annotated[
     int | None,
     typer.Option(min=1, help="onnxruntime threads per graph (default: every core)."),
 ]
+EarlyExit = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Early exit (a model compressed with --exits, PyTorch runtime): each input stops "
+        "at the first exit whose prediction agrees with the previous exit's within this "
+        "relative difference, e.g. 0.01. The mean exit layer is reported.",
+    ),
+]

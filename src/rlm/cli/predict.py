@@ -21,10 +21,11 @@ from ..io import Layout, RowWriter, file_kind, iter_rows, take_input
 from ..io.rows import Row, row_label
 from ..predict.metrics import check_level
 from .app import app, err, out, user_errors
-from .files import load_model, saved_layout
+from .files import exit_summary, load_model, saved_layout
 from .format import fmt, show
 from .options import (
     CheckpointDir,
+    EarlyExit,
     Runtime,
     Samples,
     SamplingSeed,
@@ -93,6 +94,7 @@ def predict(
     x_column: SavedXColumn = None,
     runtime: Runtime = "auto",
     threads: Threads = None,
+    early_exit: EarlyExit = None,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():
@@ -108,7 +110,7 @@ def predict(
                 raise ValueError("--output is the input file: write to another path")
         check_checkpoint(directory, deployment=True)
         layout = saved_layout(directory, x_key, x_columns, x_column)
-        model = load_model(directory, runtime, threads)
+        model = load_model(directory, runtime, threads, early_exit)
         names = list(model.targets or ())
         if inputs:
             xs = _literal_inputs(inputs, text)
@@ -127,6 +129,8 @@ def predict(
             shown = _predict_rows(
                 model, rows, writer, layout, nested, samples, level, seed, chunk_size
             )
+        if line := exit_summary(model):
+            err.print(line)
         if writer is not None:
             if writer.path is not None:
                 err.print(f"wrote {writer.rows:,} rows to {output}")

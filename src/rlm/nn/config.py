@@ -50,6 +50,11 @@ class ModelConfig:
     # width / heads channels each, mlp_ratio x width neurons). One entry per distinct block.
     enc_widths: tuple[tuple[int, int], ...] = ()
     dec_widths: tuple[tuple[int, int, int], ...] = ()
+    # early exit: encoder layers (1-based, below enc_layers) after which the head may read the
+    # memory too. Training averages the loss over every exit and the last layer, so each exit
+    # learns to predict; ``rlm.nn.exits`` stops each input at the first exit whose prediction
+    # agrees with the previous one's. Empty: the head reads the last layer only.
+    exits: tuple[int, ...] = ()
 
     @property
     def enc_blocks(self) -> int:
@@ -59,6 +64,11 @@ class ModelConfig:
     @property
     def dec_blocks(self) -> int:
         return 1 if self.share_layers else self.dec_layers
+
+    @property
+    def exit_layers(self) -> tuple[int, ...]:
+        """Encoder layers whose output a head reads: the exits, then the last layer."""
+        return (*self.exits, self.enc_layers)
 
     def enc_width(self, block: int) -> tuple[int, int]:
         """(attention heads, MLP neurons) of encoder block ``block``."""
@@ -74,7 +84,15 @@ class ModelConfig:
         # JSON gives lists: the widths compare (and hash) as tuples whatever they were built from
         object.__setattr__(self, "enc_widths", tuple(tuple(w) for w in self.enc_widths))
         object.__setattr__(self, "dec_widths", tuple(tuple(w) for w in self.dec_widths))
+        object.__setattr__(self, "exits", tuple(self.exits))
         self._check_widths()
+        if list(self.exits) != sorted(set(self.exits)) or not all(
+            1 <= e < self.enc_layers for e in self.exits
+        ):
+            raise ValueError(
+                f"exits={self.exits}: need increasing encoder layers from 1 to "
+                f"{self.enc_layers - 1} (the last layer, {self.enc_layers}, is always read)"
+            )
         for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")

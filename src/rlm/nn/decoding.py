@@ -17,7 +17,7 @@ from ..numbers.grammar import Grammar
 from .model import RegressionTransformer
 from .source import Source
 
-__all__ = ["DecodeConfig", "GrammarTable", "decode"]
+__all__ = ["DecodeConfig", "GrammarTable", "decode", "decode_memory"]
 
 
 class GrammarTable:
@@ -48,11 +48,27 @@ def decode(
     stops after a prefix (e.g. the first objectives only): objectives are decoded in order, so a
     prefix is exactly what full decoding would have produced up to there.
     """
-    b = len(src)
-    n, length = b * samples, length or model.out_len
     memory = model.encode(src)  # (B, T, D), once per input
+    return decode_memory(model, memory, src.pad, grammar, samples, config, length, uniforms)
+
+
+@torch.inference_mode()
+def decode_memory(
+    model: RegressionTransformer,
+    memory: torch.Tensor,
+    pad: torch.Tensor,
+    grammar: Grammar,
+    samples: int,
+    config: DecodeConfig,
+    length: int | None = None,
+    uniforms: np.ndarray | None = None,
+) -> np.ndarray:
+    """``decode`` from an encoder memory (B, T, D) and its padding (B, T) (e.g. an early exit's,
+    ``rlm.nn.exits``) -> token ids (B, S, L)."""
+    b = memory.shape[0]
+    n, length = b * samples, length or model.out_len
     kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
-    mask = model.attn_mask(src.pad)  # (B, 1, 1, T), broadcast over the S sample-queries
+    mask = model.attn_mask(pad)  # (B, 1, 1, T), broadcast over the S sample-queries
     cache = model.new_cache(n, dtype=memory.dtype)
 
     def step(tok: np.ndarray, pos: int) -> np.ndarray:

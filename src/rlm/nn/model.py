@@ -278,26 +278,45 @@ class RegressionTransformer(nn.Module):
 
     def encode(self, src: Source) -> torch.Tensor:
         """src (B, T) positions -> memory (B, T, D)."""
-        return self._encoder(self.embed(src), src.pad)
+        return self.memories(self.embed(src), src.pad, (self.cfg.enc_layers,))[0]
 
-    def _encoder(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """Input vectors (B, T, D) -> memory (B, T, D)."""
+    def memories(
+        self, x: torch.Tensor, pad: torch.Tensor, exits: tuple[int, ...]
+    ) -> list[torch.Tensor]:
+        """Input vectors (B, T, D) -> the memory (B, T, D) after each encoder layer in ``exits``
+        (1-based, increasing), each through the final norm: what a head reads at that exit."""
         mask = self.attn_mask(pad)
-        for block in self.encoder_layers:
+        out = []
+        for i, block in enumerate(self.encoder_layers[: exits[-1]], start=1):
             x = block(x, mask)
-        return self.ln_enc(x)
+            if i in exits:
+                out.append(self.ln_enc(x))
+        return out
 
-    def values(self, src: Source) -> torch.Tensor:
-        """The value head's output (B, M, K, C) for a model built with head "mse" or "gaussian"."""
-        if self.value_head is None:
-            raise ValueError("this model decodes digits: it has no value head")
+    def member_inputs(self, src: Source) -> tuple[torch.Tensor, torch.Tensor]:
+        """A value head's encoder inputs (B*M, T, D) and padding (B*M, T): one copy per member,
+        each on its own scaling of the input (rows member-minor)."""
         x, pad = self.embed(src), src.pad
         m = self.cfg.members
         if m > 1:  # one encoder pass per member, each on its own scaling of the input
             b, t, d = x.shape
             x = (x[:, None] * self.member_scale[None, :, None, :]).reshape(b * m, t, d)
             pad = pad.repeat_interleave(m, dim=0)  # (B*M, T), rows member-minor like x
-        return self.value_head(self._encoder(x, pad), pad)
+        return x, pad
+
+    def values(self, src: Source) -> torch.Tensor:
+        """The value head's output (B, M, K, C) for a model built with head "mse" or "gaussian"."""
+        return self.values_per_exit(src, (self.cfg.enc_layers,))[0]
+
+    def values_per_exit(
+        self, src: Source, exits: tuple[int, ...] | None = None
+    ) -> list[torch.Tensor]:
+        """The value head's output (B, M, K, C) at each exit (default: every one trained)."""
+        if self.value_head is None:
+            raise ValueError("this model decodes digits: it has no value head")
+        x, pad = self.member_inputs(src)
+        exits = exits or self.cfg.exit_layers
+        return [self.value_head(memory, pad) for memory in self.memories(x, pad, exits)]
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per decoder layer, the memory's keys and values: each (B, h, T, dh)."""
@@ -306,13 +325,23 @@ class RegressionTransformer(nn.Module):
     # -- teacher-forced training pass -----------------------------------------------------------
     def forward(self, src: Source, tgt_in: torch.Tensor) -> torch.Tensor:
         """src (B, T) positions, tgt_in (B, L) starting with BOS -> logits (B, L, V)."""
-        memory = self.encode(src)
+        return self.logits_per_exit(src, tgt_in, (self.cfg.enc_layers,))[0]
+
+    def logits_per_exit(
+        self, src: Source, tgt_in: torch.Tensor, exits: tuple[int, ...] | None = None
+    ) -> list[torch.Tensor]:
+        """Teacher-forced logits (B, L, V) with the decoder reading each exit's memory (default:
+        every exit trained). The encoder runs once; the decoder once per exit."""
         mask = self.attn_mask(src.pad)
         n = tgt_in.shape[1]
-        y = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=tgt_in.device))
-        for block, kv in zip(self.decoder_layers, self.cross_kv(memory), strict=True):
-            y = block(y, kv, mask)
-        return self.head(self.ln_dec(y))
+        y0 = self.dec_tok(tgt_in) + self.dec_pos(torch.arange(n, device=tgt_in.device))
+        out = []
+        for memory in self.memories(self.embed(src), src.pad, exits or self.cfg.exit_layers):
+            y = y0
+            for block, kv in zip(self.decoder_layers, self.cross_kv(memory), strict=True):
+                y = block(y, kv, mask)
+            out.append(self.head(self.ln_dec(y)))
+        return out
 
     # -- incremental decoding ---------------------------------------------------------------------
     def new_cache(self, n: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from .decoding import GrammarTable
+from .loss import Targets, batch_loss, make_batch
 from .model import MLP, CrossAttention, RegressionTransformer, SelfAttention
 from .source import Row
-from .training import Targets, batch_loss, make_batch
 
 Attention = SelfAttention | CrossAttention
 
