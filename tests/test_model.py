@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from rlm import RegressionLM
+from rlm.io.examples import as_examples
 from rlm.nn.config import ModelConfig, TrainConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
-from rlm.nn.loss import grammar_loss, make_batch
+from rlm.nn.loss import batch_loss, grammar_loss, make_batch, micro_batches
 from rlm.nn.model import RegressionTransformer
 from rlm.nn.source import collate
 from rlm.numbers import NumberConfig
@@ -104,6 +105,41 @@ def test_missing_objectives_are_masked_out_of_the_loss() -> None:
     batch = make_batch(np.arange(2), [[2, 5, 3], [2, 6, 3]], tg, 0)
     loss = grammar_loss(net, batch, GrammarTable(codec.grammar))
     assert math.isfinite(float(loss))
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "members", "expected"),
+    [([5, 5, 5, 5], 10, 1, [[0, 1], [2, 3]]), ([5, 5, 5, 5], 100, 1, [[0, 1, 2, 3]]),
+     ([5, 9, 2], 10, 1, [[0], [1], [2]]), ([5, 5, 5], 3, 1, [[0], [1], [2]]),
+     ([5, 5, 5, 5], 20, 2, [[0, 1], [2, 3]])],
+)  # fmt: skip
+def test_micro_batches_bound_positions(lengths, budget, members, expected) -> None:
+    parts = micro_batches(np.arange(len(lengths)), lengths, budget, members)
+    assert [p.tolist() for p in parts] == expected
+
+
+@pytest.mark.parametrize("head", ["digits", "mse"])
+def test_micro_batches_add_up_to_the_whole_batch_gradient(head: str) -> None:
+    """A batch run as micro-batches (max_positions) takes the same optimiser step."""
+    xs, ys = _toy(24)
+    model = RegressionLM(
+        model=preset("tiny", head=head), train=TrainConfig(max_steps=1, progress=False)
+    )
+    model.fit(xs, ys)
+    net, tok = model.net, model.tokenizer
+    assert net is not None and tok is not None
+    src, tg = model.encode_inputs(xs), model._targets(as_examples(xs, ys, model.targets))
+    grads = []
+    for budget in (10_000, 7):  # one pass; then rows one or two at a time
+        net.zero_grad()
+        parts = micro_batches(np.arange(24), [len(r) for r in src], budget)
+        batch = [make_batch(part, src, tg, tok.pad_id) for part in parts]
+        over = sum(b.weight_sum for b in batch)
+        for b in batch:
+            batch_loss(net, b, GrammarTable(model.codec.grammar), over=over).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+        assert (len(parts) > 1) == (budget == 7)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
 
 
 def _toy(n: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:

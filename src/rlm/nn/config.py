@@ -202,6 +202,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 64
+    # encoder positions (rows x padded length x ensemble members) per forward pass: a batch
+    # beyond it runs as micro-batches whose gradients add up to the same step, so activation
+    # memory stays bounded however long the inputs (text at 256 tokens: benchmarks/memory.py)
+    max_positions: int = 2048
     max_epochs: int = 200
     max_steps: int | None = None
     time_budget_s: float | None = None  # stop (and restore the best weights) after this long
@@ -231,6 +235,8 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr}: must be > 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_positions < 1:
+            raise ValueError(f"max_positions={self.max_positions}: must be >= 1, e.g. 4096")
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs={self.max_epochs}: must be >= 1")
         if self.select not in ("loss", "spearman"):

@@ -53,9 +53,13 @@ def variance(out: torch.Tensor) -> torch.Tensor:
     return F.softplus(out[..., 1]) + MIN_VARIANCE
 
 
-def value_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def value_loss(
+    out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, over: float | None = None
+) -> torch.Tensor:
     """Mean over members and present objectives of the squared error (C = 1) or the Gaussian
-    NLL (C = 2): out (B, M, K, C), target and mask (B, K)."""
+    NLL (C = 2): out (B, M, K, C), target and mask (B, K). ``over``: the count of present
+    objectives the mean divides by (default the batch's own; a micro-batch passes its whole
+    batch's)."""
     mu = out[..., 0]  # (B, M, K)
     target, mask = target[:, None, :], mask[:, None, :]  # (B, 1, K): every member's target
     if out.shape[-1] == 1:
@@ -63,4 +67,5 @@ def value_loss(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     else:
         var = variance(out)
         per = 0.5 * (var.log() + (target - mu) ** 2 / var)
-    return (per * mask).sum() / (mask.sum() * mu.shape[1]).clamp_min(1.0)
+    count = mask.sum() if over is None else torch.tensor(over)
+    return (per * mask).sum() / (count * mu.shape[1]).clamp_min(1.0)

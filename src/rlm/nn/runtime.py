@@ -41,3 +41,16 @@ def tune_allocator() -> bool:
     )
     _done = bool(ok)
     return _done
+
+
+def release_memory() -> bool:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``): after training, whose
+    activations the settings above keep, so what runs next (calibration, scoring, imports)
+    starts from the weights, not from training's peak. False where it does not apply."""
+    if not _done:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0)) if name else False
+    except (OSError, AttributeError):
+        return False

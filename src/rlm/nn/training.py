@@ -21,7 +21,7 @@ import torch
 from .averaging import WeightAverage
 from .config import TrainConfig
 from .decoding import GrammarTable
-from .loss import Batch, Targets, batch_loss, make_batch
+from .loss import Batch, Targets, batch_loss, make_batch, micro_batches
 from .model import RegressionTransformer
 from .resume import (
     Checkpoints,
@@ -34,6 +34,7 @@ from .resume import (
 )
 
 # lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
+from .runtime import release_memory
 from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
 from .source import Row
 
@@ -87,16 +88,20 @@ def eval_loss(
     tg: Targets,
     grammar: GrammarTable,
     pad_id: int,
-    batch_size: int = 256,
+    batch_size: int = 64,
+    max_positions: int = 4096,
 ) -> float:
+    """Mean loss over the rows, in length-sorted batches of at most ``max_positions``."""
     model.eval()
-    order = np.argsort([len(s) for s in src], kind="stable")
+    lengths = [len(s) for s in src]
+    order = np.argsort(lengths, kind="stable")
     total, weight = 0.0, 0.0
     for i in range(0, len(order), batch_size):
-        batch = make_batch(order[i : i + batch_size], src, tg, pad_id)
-        w = batch.weight_sum
-        total += float(batch_loss(model, batch, grammar)) * w
-        weight += w
+        for part in micro_batches(order[i : i + batch_size], lengths, max_positions):
+            batch = make_batch(part, src, tg, pad_id)
+            w = batch.weight_sum
+            total += float(batch_loss(model, batch, grammar)) * w
+            weight += w
     return total / max(weight, 1.0)
 
 
@@ -207,7 +212,8 @@ def train(
                 for idx in length_batches(lengths, cfg.batch_size, rng)[run.pos.batch :]:
                     if sched.over(run.pos.step):
                         break
-                    batch = make_batch(idx, src, targets, pad_id)
+                    parts = micro_batches(idx, lengths, cfg.max_positions, model.cfg.members)
+                    batch = [make_batch(part, src, targets, pad_id) for part in parts]
                     run.pos.lr = sched.lr(run.pos.step)
                     loss = _step(model, run.opt, batch, grammar, cfg, run.pos.lr)
                     if ema is not None:
@@ -263,6 +269,11 @@ def train(
     result.best_epoch, result.best_score = run.best.epoch, run.best.score
     result.epochs, result.steps = epoch, run.pos.step
     result.seconds = time.perf_counter() - sched.start
+    # what only training needed (optimizer state, gradients, freed activations) goes back to
+    # the OS now, so calibration and scoring add to the weights, not to training's peak
+    model.zero_grad(set_to_none=True)
+    del run
+    release_memory()
     return result
 
 
@@ -294,21 +305,25 @@ def _checkpoint(
 def _step(
     model: RegressionTransformer,
     opt: torch.optim.Optimizer,
-    batch: Batch,
+    batch: Sequence[Batch],
     grammar: GrammarTable,
     cfg: TrainConfig,
     lr: float,
 ) -> float:
-    """One optimiser step at learning rate ``lr``; returns the batch loss."""
+    """One optimiser step at learning rate ``lr`` on a batch given as micro-batches (their
+    gradients add up to the whole batch's); returns the batch loss."""
     for group in opt.param_groups:
         group["lr"] = lr
-    loss = batch_loss(model, batch, grammar, cfg.label_smoothing)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    over, total = sum(part.weight_sum for part in batch), 0.0
+    for part in batch:  # one part's activations at a time
+        loss = batch_loss(model, part, grammar, cfg.label_smoothing, over)
+        loss.backward()
+        total += float(loss.detach())
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return float(loss.detach())
+    return total
 
 
 def _record(row: dict, metrics_file: IO[str] | None, log: Callable[[str], None] | None) -> None:
@@ -347,7 +362,10 @@ def _validate(
     score_fn: Callable[[], float] | None,
 ) -> float:
     """Validation loss (and Spearman) into ``row``; returns the score to select on (higher wins)."""
-    row["valid_loss"] = eval_loss(model, valid[0], valid[1], grammar, pad_id)
+    # as training batches: larger ones only add a memory peak of their own (benchmarks/memory.py)
+    row["valid_loss"] = eval_loss(
+        model, valid[0], valid[1], grammar, pad_id, cfg.batch_size, cfg.max_positions
+    )
     if cfg.select != "spearman":
         return -row["valid_loss"]
     if score_fn is None:
