@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from rlm import RegressionLM
+from rlm.inputs.padding import micro_batches
 from rlm.io.examples import as_examples
 from rlm.nn.config import ModelConfig, TrainConfig, preset
 from rlm.nn.decoding import DecodeConfig, GrammarTable, decode
-from rlm.nn.loss import batch_loss, grammar_loss, make_batch, micro_batches
+from rlm.nn.loss import batch_loss, grammar_loss, make_batch
 from rlm.nn.model import RegressionTransformer
 from rlm.nn.source import collate
 from rlm.numbers import NumberConfig

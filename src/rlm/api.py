@@ -29,7 +29,7 @@ from .io import Example, target_names
 from .io.examples import as_examples
 from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
 from .nn.decoding import GrammarTable
-from .nn.exits import ExitNetwork, check_tolerance
+from .nn.exits import ExitNetwork, check_exits, check_tolerance
 from .nn.model import RegressionTransformer
 from .nn.prune import importance, prune_network
 from .nn.sampling import TorchNetwork
@@ -126,10 +126,12 @@ class RegressionLM(Predictor):
         prediction's exit layers are recorded in ``exit_log`` (cleared here)."""
         if tolerance is not None:
             check_tolerance(tolerance)
-            if not self._check_fitted()[2].cfg.exits:
+            check_exits(self._check_fitted()[2].cfg)
+            if self.task_key is not None:
                 raise ValueError(
-                    "this model has no exits to stop at: make a copy with add_exits(...) "
-                    "(rlm compress DIR DATA --out OUT --exits 1,2,3)"
+                    "early exit compares each input's predictions in the units the model "
+                    "writes; a model with a task_key writes every task on its own standardised "
+                    "scale, where a relative tolerance means nothing: predict at full depth"
                 )
         self.early_exit = tolerance
         self.exit_log.clear()
@@ -253,7 +255,7 @@ class RegressionLM(Predictor):
         copy (default: this model's ``TrainConfig``), usually a shorter budget."""
         self._check_fitted()
         train_ex, valid_ex = self._examples(X, y, valid)
-        tuned = copy.deepcopy(self)
+        tuned = self._copy()
         tuned.train_config = train or self.train_config
         return tuned._train(train_ex, valid_ex, None, calibrate)
 
@@ -277,7 +279,7 @@ class RegressionLM(Predictor):
             net, self.encode_inputs(train_ex), self._targets(train_ex),
             GrammarTable(codec.grammar), tok.pad_id,
         )  # fmt: skip
-        small = copy.deepcopy(self)
+        small = self._copy()
         small.net = prune_network(net, scores, amount)
         small.model_config = small.net.cfg
         small.train_config = train or self.train_config
@@ -299,12 +301,20 @@ class RegressionLM(Predictor):
         early. No weights are added; this model is unchanged."""
         _, _, net = self._check_fitted()
         cfg = replace(net.cfg, exits=tuple(exits))  # validates the layers
+        check_exits(cfg)
         train_ex, valid_ex = self._examples(X, y, valid)
-        tuned = copy.deepcopy(self)
+        tuned = self._copy()
         assert tuned.net is not None
         tuned.net.cfg = tuned.model_config = cfg
         tuned.train_config = train or self.train_config
         return tuned._train(train_ex, valid_ex, None, calibrate)
+
+    def _copy(self) -> RegressionLM:
+        """A deep copy that predicts at full depth (early exit is a setting of this object,
+        not of the weights: a copy is trained, calibrated and saved without it)."""
+        twin = copy.deepcopy(self)
+        twin.early_exit, twin.exit_log = None, []
+        return twin
 
     def _examples(
         self, X: Sequence[Any], y: Any, valid: Sequence[Example] | tuple[Sequence[Any], Any] | None
@@ -333,6 +343,7 @@ class RegressionLM(Predictor):
         # (re)training invalidates any earlier calibration, before training samples valid rows
         # (select="spearman") with a model whose objectives may differ from the calibration's
         self.calibration, self.training_summary = None, None
+        self.set_early_exit(None)  # validation and calibration sample at full depth
         tok, codec, net = self._check_fitted()
         src = self.encode_inputs(train_ex)
         tg = self._targets(train_ex)

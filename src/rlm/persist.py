@@ -123,7 +123,9 @@ def run_fingerprint(
     """sha256 of what a training run depends on (options, fitted vocabularies, the rows), so a
     resume on other data or options is refused rather than silently mixed."""
     tok, codec, _ = m._check_fitted()
-    how_often = ("progress", "checkpoint_every_s", "checkpoint_every_steps")  # not the result
+    # not the result: how often to report or save, how a batch is cut into micro-batches (the
+    # same gradient; lowering it to resume after running out of memory must stay possible)
+    how_often = ("progress", "checkpoint_every_s", "checkpoint_every_steps", "max_positions")
     options = {
         "model": m.model_config.to_dict(),
         "train": {k: v for k, v in m.train_config.to_dict().items() if k not in how_often},

@@ -10,6 +10,7 @@ checkpoint: predict, eval, serve or ``rlm export`` it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +33,8 @@ Prune = Annotated[
 Exits = Annotated[
     str | None,
     typer.Option(
-        help="Encoder layers the head also reads, comma-separated (e.g. 1,2,3), for "
-        "prediction with --early-exit."
+        help="Encoder layers the head also reads, comma-separated, two or more below the last "
+        "(e.g. 1,2,3), for prediction with --early-exit. --time-budget applies to each step."
     ),
 ]
 
@@ -63,6 +64,10 @@ def compress(
         rows = read_labeled(data, checkpoint_targets(directory), layout, any_target=True)
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, None)
         model = load_model(directory, runtime="torch")
+        if layers is not None:  # before any fine-tune: a bad layer list costs nothing
+            from ..nn.exits import check_exits
+
+            check_exits(replace(model.model_config, exits=layers))
         from ..nn.config import TrainConfig
 
         recovery = TrainConfig(**{**model.train_config.to_dict(), "time_budget_s": time_budget})

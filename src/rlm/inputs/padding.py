@@ -7,7 +7,8 @@ Two kinds of encoded input reach a network, and one batch type carries both:
   position a key id, a position *within the field* and the number features.
 
 The PyTorch model wraps these arrays as tensors without copying (``rlm.nn.source``); the ONNX
-runtime feeds them to its graphs as they are.
+runtime feeds them to its graphs as they are. ``micro_batches`` bounds the positions of one pass
+(training, validation and prediction all cut their batches with it).
 
 Shapes: B inputs, T positions (the longest input; shorter ones padded), F number features.
 """
@@ -57,3 +58,14 @@ def pad_rows(rows: Sequence[Row], pad_id: int) -> Padded:
         n = len(r)
         ids[i, :n], keys[i, :n], pos[i, :n], nums[i, :n] = r.ids, r.keys, r.pos, r.nums
     return Padded(ids, pad, pos, keys, nums)
+
+
+def micro_batches(
+    idx: np.ndarray, lengths: Sequence[int], max_positions: int, members: int = 1
+) -> list[np.ndarray]:
+    """``idx`` cut into parts of at most ``max_positions`` encoder positions each (rows x the
+    longest row x ensemble members), whole rows, at least one per part: activation memory grows
+    with positions, so a part bounds it whatever the inputs' length."""
+    longest = max(int(np.max(np.asarray(lengths)[idx])), 1) * members
+    rows = max(1, max_positions // longest)
+    return [idx[i : i + rows] for i in range(0, len(idx), rows)]

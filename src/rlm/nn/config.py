@@ -7,6 +7,7 @@ Every config rejects unknown keys: a typo in an option is an error, never silent
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from numbers import Integral
 from typing import Any, Literal
 
 from ..strict import strict_from_dict
@@ -84,15 +85,8 @@ class ModelConfig:
         # JSON gives lists: the widths compare (and hash) as tuples whatever they were built from
         object.__setattr__(self, "enc_widths", tuple(tuple(w) for w in self.enc_widths))
         object.__setattr__(self, "dec_widths", tuple(tuple(w) for w in self.dec_widths))
-        object.__setattr__(self, "exits", tuple(self.exits))
+        self._check_exits()
         self._check_widths()
-        if list(self.exits) != sorted(set(self.exits)) or not all(
-            1 <= e < self.enc_layers for e in self.exits
-        ):
-            raise ValueError(
-                f"exits={self.exits}: need increasing encoder layers from 1 to "
-                f"{self.enc_layers - 1} (the last layer, {self.enc_layers}, is always read)"
-            )
         for name in ("d_model", "n_heads", "enc_layers", "dec_d_model", "dec_heads", "dec_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -112,6 +106,24 @@ class ModelConfig:
             raise ValueError(
                 f"members={self.members} ensembles a value head: set head='mse' or "
                 "'gaussian' (the digit decoder samples a distribution by itself)"
+            )
+
+    def _check_exits(self) -> None:
+        exits = self.exits
+        if not isinstance(exits, (tuple, list)) or not all(
+            isinstance(e, Integral) and not isinstance(e, bool) for e in exits
+        ):
+            raise ValueError(f"exits={exits!r}: a tuple of encoder layer numbers, e.g. (1, 2, 3)")
+        exits = tuple(int(e) for e in exits)  # numpy integers too: config.json holds plain ints
+        object.__setattr__(self, "exits", exits)
+        if list(exits) != sorted(set(exits)) or not all(1 <= e < self.enc_layers for e in exits):
+            below = (
+                f"increasing encoder layers from 1 to {self.enc_layers - 1}"
+                if self.enc_layers > 1
+                else "an encoder of 2 or more layers (this one has 1)"
+            )
+            raise ValueError(
+                f"exits={exits}: need {below}; the last layer ({self.enc_layers}) is always read"
             )
 
     def _check_widths(self) -> None:

@@ -7,7 +7,9 @@ norm and head, trained on the mean of the exits' losses). At prediction time ``w
 encoder one layer at a time over the inputs still active; at each exit it asks the head for a
 greedy point (the digit decoder's greedy number, or a value head's mean) and retires every
 input whose point agrees with its point at the previous exit within a relative ``tolerance``
-(all objectives: ``|a - b| <= tolerance * max(|a|, |b|)``). The last layer retires the rest.
+(all objectives: ``|a - b| <= tolerance * max(|a|, |b|)``, in the units the model writes; a
+model with a ``task_key`` writes standardised values and is refused). The last layer retires
+the rest; the first exit only sets the reference, so a model needs two or more exits.
 Retired inputs keep their memory, from which the answer is then drawn as usual, and their head
 output, which already is the answer for greedy decoding and for a value head.
 
@@ -31,6 +33,7 @@ from ..numbers.grammar import Grammar
 from ..numbers.scaling import TargetScaler
 from ..numbers.targets import TargetCodec
 from ..predict.draws import value_draws
+from .config import ModelConfig
 from .decoding import decode_memory
 from .model import RegressionTransformer
 from .sampling import TorchNetwork
@@ -45,6 +48,21 @@ def check_tolerance(tolerance: float) -> float:
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"early exit tolerance={tolerance}: a relative difference >= 0, e.g. 0.01")
     return float(tolerance)
+
+
+def check_exits(cfg: ModelConfig) -> None:
+    """Early exit needs two exits below the last layer: the first only sets the reference."""
+    if len(cfg.exits) < 2:
+        have = f"exits={cfg.exits}" if cfg.exits else "no exits"
+        fix = (
+            "e.g. exits=(1, 2, 3) (rlm compress DIR DATA --out OUT --exits 1,2,3)"
+            if cfg.enc_layers >= 3
+            else f"this encoder has {cfg.enc_layers} layer(s): early exit needs 3 or more"
+        )
+        raise ValueError(
+            f"{have}: early exit needs two or more exits below the last layer (the first "
+            f"only sets the reference the next one must agree with); {fix}"
+        )
 
 
 def agree(a: np.ndarray, b: np.ndarray, tolerance: float) -> np.ndarray:
@@ -67,12 +85,13 @@ def walk(
     check: Check,
     tolerance: float,
     members: int = 1,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Input vectors x (B*M, T, D) -> each input's memory at its exit (B*M, T, D), its head
-    output there (B, ...) and its exit layer (B,), 1-based."""
+    keep_memory: bool = True,
+) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
+    """Input vectors x (B*M, T, D) -> each input's memory at its exit (B*M, T, D; None unless
+    ``keep_memory``), its head output there (B, ...) and its exit layer (B,), 1-based."""
     exits = net.cfg.exit_layers
     b = x.shape[0] // members
-    memory = torch.empty_like(x)
+    memory = torch.empty_like(x) if keep_memory else None
     taken = np.zeros(b, dtype=np.int64)
     heads: np.ndarray | None = None
     active = np.arange(b)  # inputs still in the encoder, in the order of x's rows
@@ -92,7 +111,8 @@ def walk(
         else:
             done = agree(points, prev, tolerance)
         here = np.flatnonzero(done)
-        memory[_rows(active[here], members)] = mem[_rows(here, members)]
+        if memory is not None:
+            memory[_rows(active[here], members)] = mem[_rows(here, members)]
         heads[active[here]] = out[here]
         taken[active[here]] = layer
         stay = np.flatnonzero(~done)
@@ -117,15 +137,12 @@ class ExitNetwork(TorchNetwork):
         scaler: TargetScaler | None,
         log: list[np.ndarray],
     ) -> None:
-        if not net.cfg.exits:
-            raise ValueError(
-                "early exit needs a model trained with exits: RegressionLM.add_exits(...) or "
-                "rlm compress DIR DATA --out OUT --exits 1,2,3"
-            )
+        check_exits(net.cfg)
         super().__init__(net, pad_id)
         self.tolerance = check_tolerance(tolerance)
         self.codec, self.scaler, self.log = codec, scaler, log
 
+    @torch.inference_mode()
     def tokens(
         self,
         rows: Sequence[Row],
@@ -144,9 +161,12 @@ class ExitNetwork(TorchNetwork):
             return self.codec.decode(toks[:, 0], objectives=objectives), toks[:, 0]
 
         src = collate(rows, self.pad_id)
-        memory, toks, taken = walk(self.net, self.net.embed(src), src.pad, check, self.tolerance)
+        x = self.net.embed(src)
+        memory, toks, taken = walk(
+            self.net, x, src.pad, check, self.tolerance, 1, not config.greedy
+        )
         self.log.append(taken)
-        if config.greedy:
+        if memory is None:  # greedy: the checks' tokens are the answer
             return np.repeat(toks[:, None], samples, axis=1)  # (B, S, L)
         return decode_memory(self.net, memory, src.pad, grammar, samples, config, length, uniforms)
 
@@ -161,6 +181,6 @@ class ExitNetwork(TorchNetwork):
             return scaler.inverse(value_draws(out, None))[:, 0], out
 
         x, pad = self.net.member_inputs(collate(rows, self.pad_id))
-        _, out, taken = walk(self.net, x, pad, check, self.tolerance, members=m)
+        _, out, taken = walk(self.net, x, pad, check, self.tolerance, m, keep_memory=False)
         self.log.append(taken)
         return out

@@ -55,26 +55,17 @@ def make_batch(idx: np.ndarray, src: Sequence[Row], tg: Targets, pad_id: int) ->
     )
 
 
-def micro_batches(
-    idx: np.ndarray, lengths: Sequence[int], max_positions: int, members: int = 1
-) -> list[np.ndarray]:
-    """``idx`` cut into parts of at most ``max_positions`` encoder positions each (rows x the
-    longest row x ensemble members), whole rows, at least one per part: activation memory grows
-    with positions, so a part bounds it whatever the inputs' length."""
-    longest = max(int(np.max(np.asarray(lengths)[idx])), 1) * members
-    rows = max(1, max_positions // longest)
-    return [idx[i : i + rows] for i in range(0, len(idx), rows)]
-
-
 def grammar_loss(
     model: RegressionTransformer,
     batch: Batch,
     grammar: GrammarTable,
     label_smoothing: float = 0.0,
     over: float | None = None,
+    every_exit: bool = True,
 ) -> torch.Tensor:
     """Weighted mean cross-entropy over allowed tokens; ``over``: the total weight the mean
-    divides by (default this batch's; a micro-batch passes its whole batch's)."""
+    divides by (default this batch's; a micro-batch passes its whole batch's). ``every_exit``:
+    the mean over the model's exits (training); False: the last layer's alone (selection)."""
     assert batch.tgt is not None and batch.weight is not None and batch.states is not None
     b = batch.tgt.shape[0]
     bos = torch.full((b, 1), model.bos, dtype=torch.int64)
@@ -82,7 +73,8 @@ def grammar_loss(
     allowed = grammar.mask[batch.states]  # (B, L, V)
     total, denominator = torch.zeros(()), max(batch.weight_sum if over is None else over, 1.0)
     # one loss per exit (the last layer alone without exits), averaged: every exit learns
-    exits = model.logits_per_exit(batch.src, tgt_in)  # each (B, L, V)
+    last = None if every_exit else (model.cfg.enc_layers,)
+    exits = model.logits_per_exit(batch.src, tgt_in, last)  # each (B, L, V)
     for logits in exits:
         logp = logits.float().masked_fill(~allowed, float("-inf")).log_softmax(-1)
         nll = -logp.gather(-1, batch.tgt[..., None])[..., 0]  # (B, L)
@@ -100,13 +92,16 @@ def batch_loss(
     grammar: GrammarTable,
     label_smoothing: float = 0.0,
     over: float | None = None,
+    every_exit: bool = True,
 ) -> torch.Tensor:
     """The training loss of either output: value head (MSE / Gaussian NLL) or digit decoder.
     ``over``: the weight its mean divides by, as in ``grammar_loss``: micro-batches that pass
-    their whole batch's weight sum to exactly the whole batch's loss (and gradient)."""
+    their whole batch's weight sum to exactly the whole batch's loss (and gradient).
+    ``every_exit``: as in ``grammar_loss``."""
     if batch.values is not None:
         assert batch.value_mask is not None
-        exits = model.values_per_exit(batch.src)  # each (B, M, K, C); one without exits
+        last = None if every_exit else (model.cfg.enc_layers,)
+        exits = model.values_per_exit(batch.src, last)  # each (B, M, K, C); one without exits
         losses = [value_loss(out, batch.values, batch.value_mask, over) for out in exits]
         return torch.stack(losses).mean()
-    return grammar_loss(model, batch, grammar, label_smoothing, over)
+    return grammar_loss(model, batch, grammar, label_smoothing, over, every_exit)

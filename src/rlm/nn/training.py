@@ -18,10 +18,11 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from ..inputs.padding import micro_batches
 from .averaging import WeightAverage
 from .config import TrainConfig
 from .decoding import GrammarTable
-from .loss import Batch, Targets, batch_loss, make_batch, micro_batches
+from .loss import Batch, Targets, batch_loss, make_batch
 from .model import RegressionTransformer
 from .resume import (
     Checkpoints,
@@ -88,19 +89,21 @@ def eval_loss(
     tg: Targets,
     grammar: GrammarTable,
     pad_id: int,
-    batch_size: int = 64,
-    max_positions: int = 4096,
+    batch_size: int = TrainConfig.batch_size,
+    max_positions: int = TrainConfig.max_positions,
 ) -> float:
-    """Mean loss over the rows, in length-sorted batches of at most ``max_positions``."""
+    """Mean loss of the last layer (what selection keeps; early exits are trained, not
+    selected on) over the rows, in length-sorted batches of at most ``max_positions``."""
     model.eval()
     lengths = [len(s) for s in src]
     order = np.argsort(lengths, kind="stable")
     total, weight = 0.0, 0.0
+    members = model.cfg.members
     for i in range(0, len(order), batch_size):
-        for part in micro_batches(order[i : i + batch_size], lengths, max_positions):
+        for part in micro_batches(order[i : i + batch_size], lengths, max_positions, members):
             batch = make_batch(part, src, tg, pad_id)
             w = batch.weight_sum
-            total += float(batch_loss(model, batch, grammar)) * w
+            total += float(batch_loss(model, batch, grammar, every_exit=False)) * w
             weight += w
     return total / max(weight, 1.0)
 

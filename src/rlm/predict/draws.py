@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 from scipy.special import ndtri
 
-from ..inputs.padding import Row
+from ..inputs.padding import Row, micro_batches
 from ..numbers.decoding import DecodeConfig, uniforms
 from ..numbers.grammar import Grammar
 from ..numbers.scaling import TargetScaler
@@ -38,6 +38,9 @@ MIN_VARIANCE = 1e-4  # a Gaussian head's variance floor on the unit scale: keeps
 # benchmark (small, x264 fields): 8,192 -> 2,048 took rlm predict from 563 to 379 MB peak and
 # training with calibration from 807 to 666 MB, at the same sampling speed (+-10%)
 MAX_SEQUENCES = 2048
+# encoder positions (inputs x padded length) encoded together: bounds the encoder's memory at
+# prediction time however long the inputs (attention alone is inputs x heads x length^2)
+MAX_POSITIONS = 8192
 
 
 class Network(Protocol):
@@ -79,12 +82,9 @@ def sample_digits(
     n, k, cfg = how.n, how.k, how.cfg
     length = codec.spans[k - 1][1]
     u = None if cfg.greedy else uniforms(how.seed, (len(rows), n, length))
-    # bound the number of sequences decoded together (memory), whole inputs at a time
-    bs = how.batch_size or max(1, MAX_SEQUENCES // n)
-    order = np.argsort([len(s) for s in rows], kind="stable")  # similar lengths together
     out = np.empty((len(rows), n, k))
-    for i in range(0, len(rows), bs):
-        idx = order[i : i + bs]
+    # bound the sequences decoded and the positions encoded together (memory), whole inputs
+    for idx in _batches(rows, how.batch_size or max(1, MAX_SEQUENCES // n)):
         rows_u = None if u is None else u[idx].reshape(-1, length)
         toks = network.tokens([rows[j] for j in idx], codec.grammar, n, cfg, length, rows_u)
         out[idx] = codec.decode(toks, objectives=k)
@@ -104,12 +104,23 @@ def sample_values(
     shape = (len(rows), how.n, len(scaler.names))
     u = None if cfg.greedy else uniforms(how.seed, shape)
     z = np.empty(shape)
-    bs = how.batch_size or 1024
-    for i in range(0, len(rows), bs):
-        head = network.values(rows[i : i + bs])  # (b, M, K, C)
-        rows_u = None if u is None else u[i : i + bs]
-        z[i : i + bs] = value_draws(head, rows_u, cfg.temperature)  # (b, n or 1, K)
+    for idx in _batches(rows, how.batch_size or 1024):
+        head = network.values([rows[j] for j in idx])  # (b, M, K, C)
+        rows_u = None if u is None else u[idx]
+        z[idx] = value_draws(head, rows_u, cfg.temperature)  # (b, n or 1, K)
     return scaler.inverse(z)[..., : how.k]
+
+
+def _batches(rows: Sequence[Row], size: int) -> list[np.ndarray]:
+    """Input indices in batches of similar length: at most ``size`` inputs and
+    ``MAX_POSITIONS`` encoder positions each (at least one input)."""
+    lengths = [len(r) for r in rows]
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
+    return [
+        part
+        for i in range(0, len(order), size)
+        for part in micro_batches(order[i : i + size], lengths, MAX_POSITIONS)
+    ]
 
 
 def variance(out: np.ndarray) -> np.ndarray:
