@@ -84,7 +84,7 @@ def sample_digits(
     u = None if cfg.greedy else uniforms(how.seed, (len(rows), n, length))
     out = np.empty((len(rows), n, k))
     # bound the sequences decoded and the positions encoded together (memory), whole inputs
-    for idx in _batches(rows, how.batch_size or max(1, MAX_SEQUENCES // n)):
+    for idx in batches(rows, how.batch_size or max(1, MAX_SEQUENCES // n)):
         rows_u = None if u is None else u[idx].reshape(-1, length)
         toks = network.tokens([rows[j] for j in idx], codec.grammar, n, cfg, length, rows_u)
         out[idx] = codec.decode(toks, objectives=k)
@@ -104,14 +104,14 @@ def sample_values(
     shape = (len(rows), how.n, len(scaler.names))
     u = None if cfg.greedy else uniforms(how.seed, shape)
     z = np.empty(shape)
-    for idx in _batches(rows, how.batch_size or 1024):
+    for idx in batches(rows, how.batch_size or 1024):
         head = network.values([rows[j] for j in idx])  # (b, M, K, C)
         rows_u = None if u is None else u[idx]
         z[idx] = value_draws(head, rows_u, cfg.temperature)  # (b, n or 1, K)
     return scaler.inverse(z)[..., : how.k]
 
 
-def _batches(rows: Sequence[Row], size: int) -> list[np.ndarray]:
+def batches(rows: Sequence[Row], size: int) -> list[np.ndarray]:
     """Input indices in batches of similar length: at most ``size`` inputs and
     ``MAX_POSITIONS`` encoder positions each (at least one input)."""
     lengths = [len(r) for r in rows]

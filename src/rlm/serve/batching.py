@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..numbers.decoding import DecodeConfig, uniforms
+from ..predict.draws import batches
 
 if TYPE_CHECKING:
     from ..predictor import Predictor
@@ -194,9 +195,7 @@ class MicroBatcher:
 # The run function for a model (RegressionLM, or OnnxRegressor without torch)
 
 
-def sample_jobs(
-    model: Predictor, jobs: Sequence[Job], max_sequences: int = 16384
-) -> list[np.ndarray]:
+def sample_jobs(model: Predictor, jobs: Sequence[Job]) -> list[np.ndarray]:
     """Draws (n_j, S_j, K) for every job: one decoding pass per distinct sample count.
 
     Sampling is by inverse CDF with uniforms drawn per job from its seed
@@ -219,13 +218,13 @@ def sample_jobs(
         rows = [r for i in members for r in model.encode_inputs(jobs[i].inputs)]
         u = np.concatenate(
             [uniforms(jobs[i].seed, (len(jobs[i].inputs), s, length)) for i in members]
-        ).reshape(len(rows) * s, length)
+        )  # (rows, s, L)
         toks = np.empty((len(rows), s, length), dtype=np.int64)
-        chunk = max(1, max_sequences // s)  # bound memory: whole inputs at a time
-        for a in range(0, len(rows), chunk):
-            b = min(a + chunk, len(rows))
-            toks[a:b] = network.tokens(
-                rows[a:b], codec.grammar, s, DecodeConfig(), length, u[a * s : b * s]
+        # memory bounded as model.sample bounds it: sequences and encoder positions per pass
+        for idx in batches(rows, max(1, model.max_sequences // s)):
+            part = [rows[j] for j in idx]
+            toks[idx] = network.tokens(
+                part, codec.grammar, s, DecodeConfig(), length, u[idx].reshape(-1, length)
             )
         draws = codec.decode(toks)
         at = 0
