@@ -15,6 +15,7 @@ import math
 import os
 import secrets
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,33 @@ def atomic_write(path: Path, data: bytes) -> str:
     part: a temporary file in the same directory, fsync'd, then renamed over ``path`` (a crash
     leaves at most a stray ``.tmp`` file, never a truncated checkpoint file). Returns the
     sha256 of ``data`` (``digest`` of the file, without reading it back)."""
-    # not mkstemp: its files are private (0600); a checkpoint gets the umask's usual mode
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return atomic_write_all([(path, data)])[0]
+
+
+def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
+    """``atomic_write`` for files that belong together (a checkpoint's weights, tokenizer and
+    config): every temporary file is written and fsync'd first, then all are renamed in order,
+    so a crash during the slow part changes none of them and the window in which a reader could
+    see a new file beside an old one is a few renames, not a whole write. Returns the digests."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            # not mkstemp: its files are private (0600); a checkpoint gets the umask's usual mode
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            staged.append((tmp, path))
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-    return hashlib.sha256(data).hexdigest()
+    for directory in {path.parent for path, _ in files}:
+        _fsync_dir(directory)
+    return [hashlib.sha256(data).hexdigest() for _, data in files]
 
 
 def _fsync_dir(directory: Path) -> None:

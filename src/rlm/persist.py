@@ -21,7 +21,7 @@ from .checkpoint import (
     CONFIG,
     TOKENIZER,
     WEIGHTS,
-    atomic_write,
+    atomic_write_all,
     check_checkpoint,
     read_meta,
 )
@@ -42,8 +42,9 @@ def save_model(
     """Write the checkpoint files of a fitted model into ``directory`` (created if missing);
     ``weights`` in place of the network's own (a training run's best so far).
 
-    Each file is written atomically, ``config.json`` last with the sha256 of the other two, so a
-    reader sees a complete checkpoint or is told which file does not belong to it.
+    The three files are staged and fsync'd, then renamed in one go, ``config.json`` last with the
+    sha256 of the other two, so a reader sees a complete checkpoint or is told which file does
+    not belong to it.
     """
     from safetensors.torch import save
 
@@ -52,10 +53,12 @@ def save_model(
     d.mkdir(parents=True, exist_ok=True)
     weights = net.state_dict() if weights is None else weights
     state = {k: v.detach().contiguous() for k, v in weights.items()}
-    files = {  # config.json records these digests: a file from elsewhere is named at load
-        WEIGHTS: atomic_write(d / WEIGHTS, save(state, {"format": "rlm", "version": __version__})),
-        TOKENIZER: atomic_write(d / TOKENIZER, tok.to_json().encode("utf-8")),
+    data = {
+        WEIGHTS: save(state, {"format": "rlm", "version": __version__}),
+        TOKENIZER: tok.to_json().encode("utf-8"),
     }
+    # config.json records these digests: a file from elsewhere is named at load
+    files = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
     meta = {
         "format": CHECKPOINT_FORMAT,
         "rlm_version": __version__,
@@ -64,7 +67,9 @@ def save_model(
         "train": m.train_config.to_dict(),
         **pipeline_meta(m),
     }
-    atomic_write(d / CONFIG, json.dumps(meta, indent=2).encode("utf-8"))
+    data[CONFIG] = json.dumps(meta, indent=2).encode("utf-8")
+    # all three staged, then renamed together: a kill mid-save leaves the previous checkpoint
+    atomic_write_all([(d / name, b) for name, b in data.items()])
     return d
 
 
