@@ -128,9 +128,9 @@ class Predictor:
             raise ValueError(f"objectives={objectives}: choose 1..{len(codec.names)}")
         rows = self.encode_inputs(X)
         cfg = DecodeConfig(greedy=greedy, temperature=temperature, top_p=top_p)
-        if batch_size is None and self.scaler is None:
-            batch_size = max(1, self.max_sequences // n)  # whole inputs, bounded sequences
-        how = Draws(n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size)
+        how = Draws(
+            n=n, k=k, cfg=cfg, seed=seed, batch_size=batch_size, max_sequences=self.max_sequences
+        )
         if self.scaler is not None:
             draws = sample_values(self._runtime(), self.scaler, rows, how)
         else:

@@ -66,13 +66,15 @@ class Network(Protocol):
 @dataclass(frozen=True)
 class Draws:
     """What to draw: n per input, of the first k objectives, how, from which seed, and how many
-    inputs to run at once (None: a default that bounds memory)."""
+    inputs to run at once (None: as many as keep ``max_sequences`` sequences decoding together,
+    which bounds memory; a runtime sets its own)."""
 
     n: int
     k: int
     cfg: DecodeConfig
     seed: int
     batch_size: int | None = None
+    max_sequences: int = MAX_SEQUENCES
 
 
 def sample_digits(
@@ -84,7 +86,7 @@ def sample_digits(
     u = None if cfg.greedy else uniforms(how.seed, (len(rows), n, length))
     out = np.empty((len(rows), n, k))
     # bound the sequences decoded and the positions encoded together (memory), whole inputs
-    for idx in batches(rows, how.batch_size or max(1, MAX_SEQUENCES // n)):
+    for idx in batches(rows, how.batch_size or max(1, how.max_sequences // n)):
         rows_u = None if u is None else u[idx].reshape(-1, length)
         toks = network.tokens([rows[j] for j in idx], codec.grammar, n, cfg, length, rows_u)
         out[idx] = codec.decode(toks, objectives=k)
