@@ -28,7 +28,7 @@ runs in the same process on the same rows:
   - ``nas201`` (multi-objective): ONE RLM decoding ``cifar10_test_acc`` then the two device
     latencies, each conditioned on the ones before, on the same rows as the single-task fits.
 * ``rlm_multi_ft`` (systems): the shared model fine-tuned on each system's own rows
-  (``RegressionLM.fine_tune``, a quarter of the single-task budget, its own selection and
+  (``RegressionLM.finetune``, a quarter of the single-task budget, its own selection and
   calibration); its training time is the shared fit's plus the fine-tune's.
 
 Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.predict.calibration``);
@@ -376,7 +376,7 @@ def fit_multi(
         }
         if "rlm_multi_ft" in s.methods:
             t = time.perf_counter()
-            tuned = model.fine_tune(rows[0], valid=rows[1], train=tune)
+            tuned = model.finetune(rows[0], valid=rows[1], train=tune)
             tuned_s = train_s + time.perf_counter() - t  # the shared fit, then this system's
             metrics, _ = rlm_metrics(tuned, x, y, s)
             out[task.name]["rlm_multi_ft"] = {**metrics, **fitted_row(tuned, tuned_s)}

@@ -83,7 +83,7 @@ def test_add_exits_copies_trains_and_saves(
     with pytest.raises(ValueError, match="two or more exits"):
         base.add_exits(ROWS[:100], exits=(1,), train=QUICK)  # the first only sets the reference
     model.set_early_exit(0.01)
-    tuned = model.fine_tune(ROWS[:100], valid=ROWS[100:], train=QUICK)
+    tuned = model.finetune(ROWS[:100], valid=ROWS[100:], train=QUICK)
     assert tuned.early_exit is None and not tuned.exit_log  # copies train and calibrate in full
     assert model.early_exit == 0.01 and not model.exit_log
     model.set_early_exit(None)

@@ -201,14 +201,14 @@ def test_server_answers_a_shared_model_per_task(shared: RegressionLM) -> None:
     np.testing.assert_allclose([g["lower"] for g in got], pred.lower[:, 0], rtol=1e-6)
 
 
-def test_fine_tune_specialises_a_copy(shared: RegressionLM) -> None:
+def test_finetune_specialises_a_copy(shared: RegressionLM) -> None:
     import torch
 
     assert shared.net is not None
     before = {k: v.clone() for k, v in shared.net.state_dict().items()}
     up = [e for e in shared_rows(80, seed=4) if e.x["system"] == "up"]
     cfg = TrainConfig(max_epochs=2, batch_size=8, select="spearman", seed=0, progress=False)
-    tuned = shared.fine_tune(up[:30], valid=up[30:], train=cfg)
+    tuned = shared.finetune(up[:30], valid=up[30:], train=cfg)
     assert tuned is not shared and tuned.train_config == cfg
     assert all(torch.equal(before[k], v) for k, v in shared.net.state_dict().items())
     assert tuned.net is not None and any(
@@ -217,7 +217,7 @@ def test_fine_tune_specialises_a_copy(shared: RegressionLM) -> None:
     assert isinstance(tuned.calibration, TaskCalibration) and set(tuned.calibration.tasks) == {"up"}
     assert tuned.predict(up[:3], samples=4).shape == (3, 1)
     with pytest.raises(ValueError, match="not fitted"):
-        RegressionLM(model="tiny").fine_tune(up, calibrate=False)
+        RegressionLM(model="tiny").finetune(up, calibrate=False)
 
 
 def test_server_refuses_an_unseen_task_before_batching(shared: RegressionLM) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .inputs.text import SerializerConfig
     from .inputs.vocab import VocabConfig
     from .io import Example, load_demo, read_examples
-    from .nn.config import ModelConfig, TrainConfig
+    from .nn.config import LoraConfig, ModelConfig, TrainConfig
     from .numbers import NumberConfig
 
 # public name -> the module that defines it
@@ -38,6 +38,7 @@ _EXPORTS = {
     "load_demo": "rlm.io",
     "ModelConfig": "rlm.nn.config",
     "TrainConfig": "rlm.nn.config",
+    "LoraConfig": "rlm.nn.config",
     "NumberConfig": "rlm.numbers",
     "VocabConfig": "rlm.inputs.vocab",
     "SerializerConfig": "rlm.inputs.text",
@@ -45,6 +46,7 @@ _EXPORTS = {
 
 __all__ = [
     "Example",
+    "LoraConfig",
     "ModelConfig",
     "NumberConfig",
     "RegressionLM",

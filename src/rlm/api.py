@@ -27,7 +27,7 @@ from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples
-from .nn.config import AUTO_PRESET, ModelConfig, TrainConfig, auto_model, preset
+from .nn.config import AUTO_PRESET, LoraConfig, ModelConfig, TrainConfig, auto_model, preset
 from .nn.decoding import GrammarTable
 from .nn.exits import ExitNetwork, check_exits, check_tolerance
 from .nn.model import RegressionTransformer
@@ -41,6 +41,7 @@ from .persist import finish_run, load_model, run_fingerprint, save_model
 from .predict.calibration import MIN_ROWS, calibratable
 from .predict.summary import mean_spearman
 from .predictor import InputKind, Predictor
+from .transfer import extend_model, mixture, row_weights
 
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
@@ -234,30 +235,74 @@ class RegressionLM(Predictor):
         the best model so far, then the final model there; SIGINT/SIGTERM save and raise
         ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there."""
         train_ex, valid_ex = self._examples(X, y, valid)
-        self._build(train_ex, calibrated=calibrate and len(valid_ex or ()) >= MIN_ROWS)
-        return self._train(
-            train_ex, valid_ex, Path(run_dir) if run_dir else None, calibrate, resume
-        )
+        return self._fit(train_ex, valid_ex, run_dir, resume, calibrate)
 
-    def fine_tune(
+    def pretrain(
+        self,
+        datasets: Mapping[str, Sequence[Example]],
+        *,
+        weights: Mapping[str, float] | None = None,
+        valid: Mapping[str, Sequence[Example]] | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """Train from scratch on several named datasets at once (``rlm.transfer``): each row's
+        input names its task under this model's ``task_key``, so every task keeps its own
+        target scale, selection and calibration; ``finetune`` then adapts the model to a new
+        task from a few rows. ``weights``: each task's share of an epoch (default: by size).
+        Inputs must be mappings; every dataset's rows carry this model's targets."""
+        train_ex = mixture(datasets, self.task_key)
+        valid_ex = None if valid is None else mixture(valid, self.task_key)
+        p = row_weights(self.tasks_of(train_ex) or [], weights)
+        self._examples(train_ex, None, valid_ex)  # every row has this model's targets
+        return self._fit(train_ex, valid_ex, run_dir, resume, calibrate, p)
+
+    def _fit(
+        self,
+        train_ex: list[Example],
+        valid_ex: list[Example] | None,
+        run_dir: str | Path | None,
+        resume: bool,
+        calibrate: bool,
+        sample_weights: np.ndarray | None = None,
+    ) -> RegressionLM:
+        self._build(train_ex, calibrated=calibrate and len(valid_ex or ()) >= MIN_ROWS)
+        run = Path(run_dir) if run_dir else None
+        return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights)
+
+    def finetune(
         self,
         X: Sequence[Any],
         y: Any = None,
         *,
         valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
         train: TrainConfig | None = None,
+        lora: LoraConfig | None = None,
         calibrate: bool = True,
     ) -> RegressionLM:
-        """A copy of this fitted model trained further on ``X`` (e.g. one task of a shared
-        model), with its own weight selection on ``valid`` and its own calibration; this model
-        is left as it is. Inputs are read and targets scaled as this model was fitted, so
-        their keys, targets and tasks should be ones it knows. ``train``: how to train the
-        copy (default: this model's ``TrainConfig``), usually a shorter budget."""
+        """A copy of this fitted model trained further on ``X`` (one task of a shared model, or
+        a new one), with its own weight selection on ``valid`` and its own calibration; this
+        model is left as it is. A task, option keys and values the model has never seen are
+        added to the copy (``rlm.transfer.extend_model``); the targets must be this model's.
+        ``train``: how to train the copy (default: this model's ``TrainConfig``), usually a
+        shorter budget. ``lora``: train low-rank adapters of the frozen transformer instead of
+        every weight (``rlm.nn.adapters``; merged into the weights when done)."""
         self._check_fitted()
         train_ex, valid_ex = self._examples(X, y, valid)
         tuned = self._copy()
+        extend_model(tuned, train_ex)
         tuned.train_config = train or self.train_config
-        return tuned._train(train_ex, valid_ex, None, calibrate)
+        if lora is None:
+            return tuned._train(train_ex, valid_ex, None, calibrate)
+        from .nn.adapters import add_lora, merge
+
+        handle = add_lora(tuned.net, lora)  # type: ignore[arg-type]
+        try:
+            tuned._train(train_ex, valid_ex, None, calibrate)
+        finally:
+            tuned.net = merge(handle)
+        return tuned
 
     def prune(
         self,
@@ -338,6 +383,7 @@ class RegressionLM(Predictor):
         run_dir: Path | None,
         calibrate: bool,
         resume: bool = False,
+        sample_weights: np.ndarray | None = None,
     ) -> RegressionLM:
         """Train the built network on the rows, select on ``valid_ex``, then calibrate."""
         # (re)training invalidates any earlier calibration, before training samples valid rows
@@ -377,6 +423,7 @@ class RegressionLM(Predictor):
             resume=resume,
             fingerprint=run_fingerprint(self, train_ex, valid_ex) if run_dir else "",
             on_checkpoint=None if run_dir is None else partial(save_model, self, run_dir),
+            sample_weights=sample_weights,
         )
         self.training_summary = self.result.summary()
         if calibrate and valid_ex and calibratable(valid_ex, codec.names):

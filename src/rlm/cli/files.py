@@ -8,7 +8,8 @@ the same model input at every step. Rows are read with ``rlm.io`` (the same read
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,25 @@ def saved_layout(
     if cols is not None or x_column is not None:  # a new flat choice replaces the saved one
         return Layout(x_key or saved.x_key, cols, x_column)
     return Layout(x_key or saved.x_key, saved.x_columns, saved.x_column)
+
+
+def named_paths(
+    specs: Sequence[str], default: Callable[[Path], str], what: str, form: str
+) -> dict[str, Path]:
+    """'PATH' or 'NAME=PATH' -> {name: path}, a plain PATH named ``default(path)``; ``what``
+    (e.g. "model") and ``form`` (e.g. "NAME=DIR") word the errors."""
+    named: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        p = Path(path) if sep else Path(spec)
+        if not sep:
+            name = default(p)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"{what} name {name!r}: use letters, digits, '_', '.' or '-' ({form})")
+        if name in named:
+            raise ValueError(f"two {what}s named {name!r}: name them with {form}")
+        named[name] = p
+    return named
 
 
 def write_layout(directory: Path, layout: Layout, data: str, n_train: int, n_valid: int) -> None:

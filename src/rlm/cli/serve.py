@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,7 +10,7 @@ import typer
 
 from ..checkpoint import check_checkpoint
 from .app import app, err, user_errors
-from .files import load_model
+from .files import load_model, named_paths
 from .options import Runtime
 
 if TYPE_CHECKING:
@@ -20,20 +19,9 @@ if TYPE_CHECKING:
 
 def _named_checkpoints(specs: Sequence[str]) -> dict[str, Path]:
     """'DIR' or 'NAME=DIR' -> {name: directory}; a plain DIR is served under its folder name."""
-    named: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        directory = Path(path) if sep else Path(spec)
-        if not sep:
-            name = directory.resolve().name or "model"
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(
-                f"model name {name!r}: use letters, digits, '_', '.' or '-' (NAME=DIR)"
-            )
-        if name in named:
-            raise ValueError(f"two models named {name!r}: name them with NAME=DIR")
+    named = named_paths(specs, lambda d: d.resolve().name or "model", "model", "NAME=DIR")
+    for directory in named.values():
         check_checkpoint(directory, deployment=True)
-        named[name] = directory
     return named
 
 

@@ -188,6 +188,34 @@ class _Fit:
     strings: list[str] = field(default_factory=list)
 
 
+def _collect(xs: Iterable[Mapping[str, Any]], cfg: FieldConfig) -> _Fit:
+    """One pass over training mappings: keys, numbers per key, category counts, strings."""
+    seen = _Fit()
+    for i, x in enumerate(xs):
+        if not isinstance(x, Mapping):
+            raise ValueError(
+                f"input {i} is a {type(x).__name__}, not a mapping: field encoding reads "
+                "mappings (configs, table rows); use inputs='text' for strings"
+            )
+        for k, v in flatten(x):
+            seen.keys.add(k)
+            kind, value = _scalar(k, v)
+            if kind == "number":
+                seen.values.setdefault(k, []).append(float(value))
+                text = format_number(value, cfg.float_digits)
+            elif kind == "string":
+                seen.strings.append(value)
+                text = value
+            else:
+                continue
+            seen.categories.setdefault(k, Counter())[f"{k}={text}"] += 1
+    return seen
+
+
+def _key_stats(values: Sequence[float], cfg: FieldConfig) -> KeyStats:
+    return KeyStats(float(np.mean(values)), float(np.std(values)), quantile_edges(values, cfg.bins))
+
+
 class FieldEncoder:
     """Mapping -> ``FieldRow``. Build with :meth:`fit`; save with :meth:`to_dict` (the pieces'
     tokenizer is saved on its own, as the model's ``tokenizer.json``)."""
@@ -220,38 +248,44 @@ class FieldEncoder:
         vocab: VocabConfig | None = None,
     ) -> FieldEncoder:
         cfg = config or FieldConfig()
-        seen = _Fit()
-        for i, x in enumerate(xs):
-            if not isinstance(x, Mapping):
-                raise ValueError(
-                    f"input {i} is a {type(x).__name__}, not a mapping: field encoding reads "
-                    "mappings (configs, table rows); use inputs='text' for strings"
-                )
-            for k, v in flatten(x):
-                seen.keys.add(k)
-                kind, value = _scalar(k, v)
-                if kind == "number":
-                    seen.values.setdefault(k, []).append(float(value))
-                    text = format_number(value, cfg.float_digits)
-                elif kind == "string":
-                    seen.strings.append(value)
-                    text = value
-                else:
-                    continue
-                seen.categories.setdefault(k, Counter())[f"{k}={text}"] += 1
-        stats = {
-            k: KeyStats(float(np.mean(v)), float(np.std(v)), quantile_edges(v, cfg.bins))
-            for k, v in seen.values.items()
-        }
-        categories = sorted(
-            c
-            for k, counts in seen.categories.items()
-            if cls._categorical(k, counts, seen, cfg)
-            for c in counts
-        )
+        seen = _collect(xs, cfg)
+        stats = {k: _key_stats(v, cfg) for k, v in seen.values.items()}
+        categories = sorted(cls._categories(seen, seen.keys, cfg))
         pieces = [p for s in seen.strings for p in segments(s, False) if isinstance(p, str)]
         tokenizer = InputTokenizer.train(pieces, vocab or VocabConfig(min_frequency=2))
         return cls(cfg, sorted(seen.keys), categories, stats, tokenizer)
+
+    def extend(self, xs: Iterable[Mapping[str, Any]]) -> tuple[FieldEncoder, np.ndarray]:
+        """An encoder that also knows the keys first seen in ``xs`` (a new system's options,
+        for fine-tuning): each gets its own key id, categories and statistics, fitted on ``xs``
+        as ``fit`` would. What the known keys learnt is kept as it is: their values unseen so
+        far are read as at prediction time (features, pieces). Known ids keep their meaning;
+        the new keys come after them, the new categories before the pieces.
+
+        Returns the encoder and ``old``: for each new value-token id, the id it had here, or
+        -1 for a new category (what ``rlm.nn.grow`` needs to carry the embeddings over)."""
+        seen = _collect(xs, self.config)
+        new_keys = seen.keys - set(self.keys)
+        stats = {k: _key_stats(v, self.config) for k, v in seen.values.items() if k in new_keys}
+        added = sorted(self._categories(seen, new_keys, self.config))
+        grown = FieldEncoder(
+            self.config,
+            self.keys + sorted(new_keys),
+            self.categories + added,
+            {**self.stats, **stats},
+            self.tokenizer,
+        )
+        old = np.arange(grown.vocab_size, dtype=np.int64)
+        old[self._piece0 : grown._piece0] = -1
+        old[grown._piece0 :] -= len(added)  # the pieces moved up by the new categories
+        return grown, old
+
+    @classmethod
+    def _categories(cls, seen: _Fit, keys: set[str], cfg: FieldConfig) -> Iterable[str]:
+        """The ``key=value`` tokens of ``keys`` that are read as categories."""
+        for k, counts in seen.categories.items():
+            if k in keys and cls._categorical(k, counts, seen, cfg):
+                yield from counts
 
     @staticmethod
     def _categorical(key: str, counts: Counter[str], seen: _Fit, cfg: FieldConfig) -> bool:

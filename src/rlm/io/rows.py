@@ -85,8 +85,11 @@ class Layout:
 
     def is_nested(self, rec: Mapping[str, Any], targets: Sequence[str]) -> bool:
         """Whether a JSONL row is nested: it holds the input under ``x_key`` and no target at
-        the top level (a flat row that happens to have an "x" column still shows its targets)."""
-        return self.x_key in rec and not any(t in rec for t in targets)
+        the top level (a flat row that happens to have an "x" column still shows its targets;
+        a mapping is never a flat target's value: a target named "y" reads a nested file)."""
+        return self.x_key in rec and not any(
+            t in rec and not isinstance(rec[t], Mapping) for t in targets
+        )
 
 
 def row_label(rec: Mapping[str, Any], index: int, id_column: str = "id") -> str:

@@ -273,3 +273,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return strict_from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Rank ``rank`` corrections scaled by ``alpha / rank``, with ``dropout`` on their input."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank={self.rank!r}: use an int >= 1 (8 is typical)")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha={self.alpha!r}: use a positive number (2 x rank is typical)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r}: use a number in [0, 1)")

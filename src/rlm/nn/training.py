@@ -41,13 +41,19 @@ from .source import Row
 
 
 def length_batches(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator
+    lengths: Sequence[int],
+    batch_size: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Shuffled batches of similar-length examples (less padding, same randomness per epoch).
 
     Shuffle, cut into chunks of 50 batches, sort each chunk by length, slice, shuffle batches.
+    ``weights`` (one per example, summing to 1): an epoch is as many draws, with replacement,
+    of example i with probability ``weights[i]`` (a pretraining mixture's task weights).
     """
-    order = rng.permutation(len(lengths))
+    n = len(lengths)
+    order = rng.permutation(n) if weights is None else rng.choice(n, size=n, p=weights)
     lens = np.asarray(lengths)
     chunk = batch_size * 50
     batches = []
@@ -169,6 +175,7 @@ def train(
     resume: bool = False,
     fingerprint: str = "",
     on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> TrainResult:
     """Fit ``model`` in place and restore the best weights seen on validation.
 
@@ -177,8 +184,11 @@ def train(
     run writes ``metrics.jsonl`` and resumable checkpoints there (``rlm.nn.resume``; each also
     hands the best weights so far to ``on_checkpoint``), stops cleanly on SIGINT/SIGTERM by
     raising ``Interrupted``, and ``resume=True`` continues the run saved there; ``fingerprint``
-    names the data and options, so a resume on other ones is refused.
+    names the data and options, so a resume on other ones is refused. ``sample_weights``:
+    how likely each training example is drawn (see ``length_batches``); None: each once.
     """
+    if sample_weights is not None and len(sample_weights) != len(src):
+        raise ValueError(f"{len(sample_weights)} sample weights for {len(src)} examples")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     lengths = [len(s) for s in src]
@@ -212,7 +222,8 @@ def train(
                 rng.bit_generator.state = run.pos.rng  # the epoch's batch order, drawn again
                 model.train()
                 ep_start, ep_n0 = time.perf_counter(), run.pos.ep_n
-                for idx in length_batches(lengths, cfg.batch_size, rng)[run.pos.batch :]:
+                batches = length_batches(lengths, cfg.batch_size, rng, sample_weights)
+                for idx in batches[run.pos.batch :]:
                     if sched.over(run.pos.step):
                         break
                     parts = micro_batches(idx, lengths, cfg.max_positions, model.cfg.members)

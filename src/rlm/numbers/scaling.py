@@ -57,6 +57,13 @@ class TargetScaler:
             stds.append(float(z.std()) or 1.0)  # a constant target: unit scale, not 0
         return cls(tuple(names), tuple(logs), tuple(means), tuple(stds))
 
+    def extend(self, rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> TargetScaler:
+        """This scaler with objectives ``names`` appended, fitted on ``rows``."""
+        new = TargetScaler.fit(rows, names)
+        return TargetScaler(
+            self.names + new.names, self.log + new.log, self.mean + new.mean, self.std + new.std
+        )
+
     def transform(self, rows: Sequence[Mapping[str, float]]) -> ScaledTargets:
         """Targets (N, K) on the unit scale, and a (N, K) mask of the objectives present."""
         out = np.zeros((len(rows), len(self.names)), dtype=np.float32)
@@ -137,6 +144,16 @@ class TaskScaling:
                 tuple(s.std[i] for s, i in pick),
             )
         return cls(key, scalers)
+
+    def extend(self, rows: Sequence[Mapping[str, float]], tasks: Sequence[str]) -> TaskScaling:
+        """These scales, and a scale fitted on ``rows`` for each task not known yet (a new
+        system a shared model is fine-tuned on); the known tasks' scales are kept."""
+        names = next(iter(self.scalers.values())).names
+        new = [i for i, t in enumerate(tasks) if t not in self.scalers]
+        if not new:
+            return self
+        pooled = TaskScaling.fit([rows[i] for i in new], names, [tasks[i] for i in new], self.key)
+        return TaskScaling(self.key, {**self.scalers, **pooled.scalers})
 
     def check_known(self, tasks: Iterable[str]) -> None:
         """A ValueError naming the first task not in the training data (its scale is unknown)."""

@@ -75,6 +75,14 @@ class TargetCodec:
             fill.append(float(np.median(values)))
         return cls(names, configs, fill)
 
+    def extend(
+        self, rows: Sequence[Mapping[str, float]], names: Sequence[str], config: NumberConfig
+    ) -> TargetCodec:
+        """This codec with objectives ``names`` appended (fitted on ``rows`` as ``fit`` would):
+        written after the known ones, so each new one is conditioned on them."""
+        new = TargetCodec.fit(rows, names, config)
+        return TargetCodec(self.names + new.names, self.configs + new.configs, self.fill + new.fill)
+
     @property
     def clamped(self) -> int:
         return sum(t.clamped for t in self.tokenizers)
