@@ -22,6 +22,7 @@ RLMS = (
     "rlm_mse",
     "rlm_multi",
     "rlm_multi_ft",
+    "rlm_backbone",
 )  # every RLM variant a report may hold
 # no method learns anything on redis at any size (best test Spearman 0.13): it counts nowhere
 NO_SIGNAL = ("systems/redis",)

@@ -48,6 +48,18 @@ def test_mixture_names_each_rows_task() -> None:
     rows = mixture({"A": system_rows(2, A, 0), "B": system_rows(1, B, 0)}, "system")
     assert [e.x["system"] for e in rows] == ["A", "A", "B"]
     assert rows[0].x == {"system": "A", **system_rows(2, A, 0)[0].x}
+    # a row that names its task already keeps it, however it spells it (7 names task "7")
+    (row,) = mixture({"7": [Example(x={"system": 7, "a": 1}, y={"y": 1.0})]}, "system")
+    assert row.x == {"system": 7, "a": 1}
+
+
+def test_a_dataset_without_the_targets_is_refused() -> None:
+    from rlm.transfer import check_targets
+
+    other = [Example(x={"a": 1}, y={"perf": 1.0})]
+    with pytest.raises(ValueError, match=r"dataset 'B' has none of the model's targets \['y'\]"):
+        check_targets({"A": system_rows(2, A, 0), "B": other}, ["y"])
+    check_targets({"B": other}, None)  # targets taken from the rows: nothing to check
 
 
 @pytest.mark.parametrize(
@@ -149,6 +161,10 @@ def test_task_scaling_extend_keeps_known_tasks() -> None:
     assert grown.scalers["a"] == known.scalers["a"] and set(grown.scalers) == {"a", "b"}
     assert grown.scalers["b"].mean == (200.0,)
     assert known.extend(rows[:2], ["a", "a"]) is known
+    # an objective the new task's rows lack takes the known tasks' scale
+    two = TaskScaling.fit([{"y": 1.0, "z": 5.0}, {"y": 3.0, "z": 7.0}], ["y", "z"], ["a"] * 2, "s")
+    grown = two.extend([{"y": 10.0}, {"y": 30.0}], ["b", "b"])
+    assert grown.scalers["b"].mean == (20.0, 6.0) and grown.scalers["b"].std[1] == 1.0
 
 
 # -- fine-tuning ------------------------------------------------------------------------------
@@ -278,6 +294,8 @@ def test_cli_pretrain_then_finetune(tmp_path) -> None:
         ]
     }
     (tmp_path / "m.json").write_text(json.dumps(manifest))
+    dup = {"datasets": [manifest["datasets"][0], manifest["datasets"][0]]}
+    (tmp_path / "dup.json").write_text(json.dumps(dup))
     pre, tuned = tmp_path / "pre", tmp_path / "tuned"
     args = ["--task-key", "system", "--preset", "tiny", "--epochs", "2", "--no-progress"]
     r = runner.invoke(app, ["pretrain", str(tmp_path / "m.json"), "--out", str(pre), *args])
@@ -298,6 +316,28 @@ def test_cli_pretrain_then_finetune(tmp_path) -> None:
         (["pretrain", f"A={tmp_path / 'a.jsonl'}", "--weight", "A=x", "--out", str(tmp_path / "p2")],
          "--weight 'A=x'"),
         (["finetune", str(pre), str(tmp_path / "n.jsonl"), "--out", str(pre)], "--out is the"),
+        (["pretrain", str(tmp_path / "a.jsonl"), "--weight", "a", "--out", str(tmp_path / "p4")],
+         "--weight 'a': use NAME=NUMBER"),
+        (["pretrain", str(tmp_path / "dup.json"), "--out", str(tmp_path / "p5")],
+         "two datasets named 'A'"),
+        (["pretrain", str(tmp_path / "a.jsonl"), "-t", "nope", "--out", str(tmp_path / "p6")],
+         "nope"),
+        (["finetune", str(pre), str(tmp_path / "n.jsonl"), "--out", str(tmp_path / "t2"),
+          "-t", "psnr=y", "-t", "other=y"], "each learnt as its own AS"),
     ]:  # fmt: skip
         r = runner.invoke(app, bad)
         assert r.exit_code == 2 and match in r.output, r.output
+
+
+def test_resume_fingerprint_names_the_mixture(pretrained: RegressionLM) -> None:
+    """A run resumed with other task weights draws other batches: it must be refused."""
+    from rlm.persist import run_fingerprint
+
+    rows = mixture({"A": system_rows(4, A, 0), "B": system_rows(4, B, 1)}, "system")
+    tasks = [e.x["system"] for e in rows]
+    one, other = row_weights(tasks, {"A": 1, "B": 1}), row_weights(tasks, {"A": 1, "B": 3})
+    base = run_fingerprint(pretrained, rows, None)
+    assert run_fingerprint(pretrained, rows, None, one) not in (
+        base,
+        run_fingerprint(pretrained, rows, None, other),
+    )

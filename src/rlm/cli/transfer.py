@@ -13,6 +13,7 @@ every weight (``pip install 'rlm[lora]'``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from ..io import Example, Layout
 from .app import app, err, stopped_training, user_errors
 from .files import (
     LAYOUT_FILE,
+    add_named,
     load_model,
     named_paths,
     read_labeled,
@@ -37,6 +39,7 @@ from .train import (
     OutDir,
     Overwrite,
     PresetOption,
+    Resume,
     Seed,
     TimeBudget,
     TrainSplit,
@@ -44,6 +47,7 @@ from .train import (
     _model_config,
     _print_train_summary,
     _refuse_previous_run,
+    _resumable,
     _train_valid,
 )
 
@@ -88,6 +92,7 @@ def pretrain(
     train_split: TrainSplit = "train",
     valid_split: ValidSplit = None,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train one model on several datasets (each a task named in the input); save to --out."""
@@ -98,12 +103,16 @@ def pretrain(
             lr=lr, batch_size=batch_size, max_epochs=epochs, time_budget_s=time_budget,
             seed=seed, progress=not no_progress,
         )  # fmt: skip
-        _refuse_previous_run(out_dir, overwrite)
+        if resume:
+            resume = _resumable(out_dir)
+        else:
+            _refuse_previous_run(out_dir, overwrite)
         entries = _entries(data)
         weights = _weights(weight, entries)
         train, valid = {}, {}
         for name, path, own_target, _ in entries:
-            rows = [_renamed(e, {own_target or target: target}) for e in _read(path, own_target)]
+            own = own_target or target
+            rows = [_renamed(e, {own: target}) for e in read_labeled(path, [own], Layout())]
             train[name], valid_rows = _train_valid(rows, path, valid_split, train_split, None)
             if valid_rows:
                 valid[name] = valid_rows
@@ -116,31 +125,52 @@ def pretrain(
         err.print(f"pretraining on {len(train)} tasks, {n:,} rows -> {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
         write_layout(out_dir, Layout(), ",".join(data), n, sum(map(len, valid.values())))
-        with stopped_training(": to continue, run rlm train's --resume on a single file"):
-            model.pretrain(train, weights=weights, valid=valid or None, run_dir=out_dir)
+        with stopped_training(": to continue, run the same command with --resume"):
+            model.pretrain(
+                train, weights=weights, valid=valid or None, run_dir=out_dir, resume=resume
+            )
         _print_train_summary(model, out_dir, n, sum(map(len, valid.values())))
 
 
 def _entries(data: list[str]) -> list[tuple[str, Path, str | None, float | None]]:
     """(name, path, the dataset's own target name or None, weight or None) per dataset."""
-    if len(data) == 1 and data[0].endswith(".json"):
-        manifest = Path(data[0])
-        if not manifest.is_file():
-            raise ValueError(f"manifest {manifest} does not exist")
-        spec = json.loads(manifest.read_text())
-        items = spec.get("datasets") if isinstance(spec, dict) else None
-        if not isinstance(items, list) or not items:
-            raise ValueError(f'{manifest}: expected {{"datasets": [{{"name", "path"}}, ...]}}')
-        return [_manifest_entry(manifest.parent, i, d) for i, d in enumerate(items)]
+    spec = _manifest(data)
+    if spec is not None:
+        manifest, items = spec
+        named: dict[str, Any] = {}
+        for i, d in enumerate(items):
+            entry = _manifest_entry(manifest.parent, i, d)
+            add_named(named, entry[0], entry, "dataset", "distinct names in the manifest")
+        return list(named.values())
     named = named_paths(data, lambda p: p.name.split(".")[0], "dataset", "NAME=PATH")
     return [(name, path, None, None) for name, path in named.items()]
+
+
+def _manifest(data: list[str]) -> tuple[Path, list[Any]] | None:
+    """One JSON file holding ``{"datasets": [...]}``: the manifest and its entries; anything
+    else (a .json data file too) is a dataset."""
+    path = Path(data[0])
+    if len(data) != 1 or path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # JSON lines: a dataset
+    if not isinstance(spec, dict) or "datasets" not in spec:
+        return None
+    items = spec["datasets"]
+    if not isinstance(items, list) or not items:
+        raise ValueError(f'{path}: expected {{"datasets": [{{"name", "path"}}, ...]}}')
+    return path, items
 
 
 def _manifest_entry(root: Path, i: int, d: Any) -> tuple[str, Path, str | None, float | None]:
     allowed = {"name", "path", "weight", "target"}
     if not isinstance(d, dict) or not {"name", "path"} <= set(d) or set(d) - allowed:
         raise ValueError(f"manifest entry {i}: {d!r}; expected keys name, path[, weight, target]")
-    weight = None if d.get("weight") is None else float(d["weight"])
+    weight = d.get("weight")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)):
+        raise ValueError(f"manifest entry {i} ({d['name']!r}): weight {weight!r} is not a number")
     return str(d["name"]), root / str(d["path"]), d.get("target"), weight
 
 
@@ -153,7 +183,9 @@ def _weights(
         for o in options:
             name, sep, w = o.partition("=")
             try:
-                out[name] = float(w) if sep else float("nan")
+                if not sep:
+                    raise ValueError
+                out[name] = float(w)
             except ValueError:
                 raise ValueError(f"--weight {o!r}: use NAME=NUMBER, e.g. 7z=2") from None
         return out
@@ -161,10 +193,6 @@ def _weights(
     if given and len(given) != len(entries):
         raise ValueError("the manifest gives some datasets a weight: give every one a weight")
     return given or None
-
-
-def _read(path: Path, own_target: str | None) -> list[Example]:
-    return read_labeled(path, None if own_target is None else [own_target], Layout())
 
 
 def _renamed(e: Example, names: dict[str, str]) -> Example:
@@ -214,13 +242,17 @@ def finetune(
         if out.resolve() == directory.resolve():
             raise ValueError("--out is the checkpoint directory: write to another one")
         layout = saved_layout(directory, None, None, None)
-        renames = dict(t.partition("=")[::2] for t in target or ())
+        renames = _renames(target or ())
         names = list(renames) or checkpoint_targets(directory)
         rows = read_labeled(data, names, layout, any_target=not renames)
-        rows = [_renamed(e, renames) for e in rows]
+        rows = [
+            _renamed(replace(e, y={k: e.y[k] for k in names if k in e.y}), renames) for e in rows
+        ]
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, None)
         model: Any = load_model(directory, runtime="torch")
         if task is not None:
+            if model.task_key is None:
+                raise ValueError(f"--task {task}: this model has no task key; drop --task")
             train_rows, valid_rows = _tagged(model, task, train_rows, valid_rows)
         cfg = model.train_config
         tune = replace(
@@ -240,6 +272,15 @@ def finetune(
             f"fine-tuned ({how}) on {len(train_rows):,} rows "
             f"({len(valid_rows or ()):,} validating): saved to {out}"
         )
+
+
+def _renames(specs: Sequence[str]) -> dict[str, str]:
+    """--target NAME[=AS] options -> {NAME: AS or ""}; two NAMEs learnt as one AS are refused."""
+    out = dict(t.partition("=")[::2] for t in specs)
+    as_ = [a or n for n, a in out.items()]
+    if len(set(as_)) != len(as_) or len(out) != len(specs):
+        raise ValueError(f"--target {list(specs)}: each NAME once, and each learnt as its own AS")
+    return out
 
 
 def _tagged(

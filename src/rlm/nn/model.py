@@ -183,7 +183,8 @@ class RegressionTransformer(nn.Module):
 
     Field inputs (``n_keys`` > 0) add a key embedding and a ``NumberProjection`` of the
     ``n_features`` number features to each position; text inputs have neither (and a text
-    model's weights are exactly those of rlm 0.1).
+    model's weights are exactly those of rlm 0.1). With a frozen backbone (``n_vector`` > 0,
+    ``rlm.nn.backbone``) a position is a projection of its hidden state instead of a token.
     """
 
     def __init__(
@@ -196,6 +197,7 @@ class RegressionTransformer(nn.Module):
         n_keys: int = 0,
         n_features: int = 0,
         objectives: int = 1,
+        n_vector: int = 0,
     ) -> None:
         super().__init__()
         tune_allocator()  # see rlm.nn.runtime: large per-step temporaries are reused, not re-faulted
@@ -203,7 +205,10 @@ class RegressionTransformer(nn.Module):
         self.tok_emb = nn.Embedding(in_vocab, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.max_input_len, cfg.d_model)
         self.key_emb = nn.Embedding(n_keys, cfg.d_model) if n_keys else None
-        self.numbers = NumberProjection(n_features, cfg.d_model) if n_keys else None
+        reads_numbers = n_features and (n_keys or n_vector)
+        self.numbers = NumberProjection(n_features, cfg.d_model) if reads_numbers else None
+        # a frozen backbone's hidden states (width n_vector) projected to this model's width
+        self.vec_proj = nn.Linear(n_vector, cfg.d_model) if n_vector else None
         self.encoder = nn.ModuleList(EncoderBlock(cfg, i) for i in range(cfg.enc_blocks))
         self.ln_enc = nn.LayerNorm(cfg.d_model)
         self.value_head = None
@@ -268,6 +273,14 @@ class RegressionTransformer(nn.Module):
             pos = torch.arange(t, device=src.ids.device)
         else:
             pos = src.pos
+        if self.vec_proj is not None:
+            if src.vecs is None:
+                raise ValueError("this model reads a backbone's hidden states: encode with it")
+            h = self.vec_proj(src.vecs)  # (B, T, D)
+            if self.numbers is not None and src.nums is not None:
+                # a number's value, read in its context: the token's state stands for the key
+                h = h + self.numbers(src.nums, h)
+            return h + self.pos_emb(pos)
         x = self.tok_emb(src.ids) + self.pos_emb(pos)
         if self.key_emb is not None and self.numbers is not None:
             if src.keys is None or src.nums is None:

@@ -24,6 +24,7 @@ class Source:
     pos: torch.Tensor | None = None  # (B, T) int64; None: 0..T-1 (text)
     keys: torch.Tensor | None = None  # (B, T) int64 key ids (fields only)
     nums: torch.Tensor | None = None  # (B, T, F) float32 number features (fields only)
+    vecs: torch.Tensor | None = None  # (B, T, E) float32 backbone hidden states (vectors only)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -38,6 +39,7 @@ class Source:
             move(self.pos),
             move(self.keys),
             move(self.nums),
+            move(self.vecs),
         )
 
 
@@ -50,5 +52,7 @@ def collate(rows: Sequence[Row], pad_id: int) -> Source:
         return None if a is None else torch.from_numpy(a)
 
     return Source(
-        torch.from_numpy(p.ids), torch.from_numpy(p.pad), *map(tensor, (p.pos, p.keys, p.nums))
+        torch.from_numpy(p.ids),
+        torch.from_numpy(p.pad),
+        *map(tensor, (p.pos, p.keys, p.nums, p.vecs)),
     )

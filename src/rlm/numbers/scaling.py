@@ -131,29 +131,44 @@ class TaskScaling:
         by_task: dict[str, list[Mapping[str, float]]] = {}
         for task, r in zip(tasks, rows, strict=True):
             by_task.setdefault(task, []).append(r)
-        scalers = {}
-        for task, own in by_task.items():
-            have = [n for n in names if any(n in r for r in own)]
-            fitted = TargetScaler.fit(own, have)
-            k = {n: i for i, n in enumerate(have)}
-            pick = [(fitted, k[n]) if n in k else (pooled, j) for j, n in enumerate(names)]
-            scalers[task] = TargetScaler(
-                tuple(names),
-                tuple(s.log[i] for s, i in pick),
-                tuple(s.mean[i] for s, i in pick),
-                tuple(s.std[i] for s, i in pick),
-            )
-        return cls(key, scalers)
+        return cls(key, {task: cls._own(own, names, pooled) for task, own in by_task.items()})
 
     def extend(self, rows: Sequence[Mapping[str, float]], tasks: Sequence[str]) -> TaskScaling:
         """These scales, and a scale fitted on ``rows`` for each task not known yet (a new
-        system a shared model is fine-tuned on); the known tasks' scales are kept."""
+        system a shared model is fine-tuned on); the known tasks' scales are kept. An objective
+        a new task's rows lack takes the known tasks' mean scale, as ``fit`` pools it."""
         names = next(iter(self.scalers.values())).names
-        new = [i for i, t in enumerate(tasks) if t not in self.scalers]
-        if not new:
+        by_task: dict[str, list[Mapping[str, float]]] = {}
+        for task, r in zip(tasks, rows, strict=True):
+            if task not in self.scalers:
+                by_task.setdefault(task, []).append(r)
+        if not by_task:
             return self
-        pooled = TaskScaling.fit([rows[i] for i in new], names, [tasks[i] for i in new], self.key)
-        return TaskScaling(self.key, {**self.scalers, **pooled.scalers})
+        known = list(self.scalers.values())
+        pooled = TargetScaler(
+            names,
+            tuple(bool(np.mean([s.log[j] for s in known]) >= 0.5) for j in range(len(names))),
+            tuple(float(np.mean([s.mean[j] for s in known])) for j in range(len(names))),
+            tuple(float(np.mean([s.std[j] for s in known])) for j in range(len(names))),
+        )
+        fitted = {t: self._own(own, names, pooled) for t, own in by_task.items()}
+        return TaskScaling(self.key, {**self.scalers, **fitted})
+
+    @staticmethod
+    def _own(
+        rows: Sequence[Mapping[str, float]], names: Sequence[str], pooled: TargetScaler
+    ) -> TargetScaler:
+        """A task's scaler: fitted on its rows where they have the objective, else ``pooled``."""
+        have = [n for n in names if any(n in r for r in rows)]
+        fitted = TargetScaler.fit(rows, have)
+        k = {n: i for i, n in enumerate(have)}
+        pick = [(fitted, k[n]) if n in k else (pooled, j) for j, n in enumerate(names)]
+        return TargetScaler(
+            tuple(names),
+            tuple(s.log[i] for s, i in pick),
+            tuple(s.mean[i] for s, i in pick),
+            tuple(s.std[i] for s, i in pick),
+        )
 
     def check_known(self, tasks: Iterable[str]) -> None:
         """A ValueError naming the first task not in the training data (its scale is unknown)."""
