@@ -114,3 +114,12 @@ def test_invalid_calibration_is_rejected():
         IntervalCalibration(levels=(0.8, 0.5), margins=((0.0,), (0.0,)), floors=(1.0,), rows=(10,))
     with pytest.raises(ValueError, match="finite"):
         IntervalCalibration(levels=(0.5,), margins=((float("inf"),),), floors=(1.0,), rows=(10,))
+
+
+def test_draws_beyond_the_float_range_are_refused_with_the_reason() -> None:
+    from rlm.predict.calibration import NonFiniteDraws
+
+    draws = np.random.default_rng(0).normal(size=(12, 8, 1))
+    draws[3, 2, 0] = np.inf
+    with pytest.raises(NonFiniteDraws, match=r"1 of the 96 draws .* beyond the float range"):
+        fit_calibration(draws, np.zeros((12, 1)))

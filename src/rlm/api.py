@@ -46,7 +46,7 @@ from .numbers import NumberConfig
 from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import finish_run, load_model, run_fingerprint, save_model
-from .predict.calibration import MIN_ROWS, calibratable
+from .predict.calibration import MIN_ROWS, NonFiniteDraws, calibratable
 from .predict.summary import mean_spearman
 from .predictor import InputKind, Predictor
 from .transfer import check_targets, extend_model, mixture, row_weights
@@ -420,7 +420,10 @@ class RegressionLM(Predictor):
         )
         self.training_summary = self.result.summary()
         if calibrate and valid_ex and calibratable(valid_ex, codec.names):
-            self.calibrate(valid_ex)
+            try:
+                self.calibrate(valid_ex)
+            except NonFiniteDraws as e:  # the trained model is kept, and says why it is raw
+                warnings.warn(f"intervals left uncalibrated: {e}", stacklevel=2)
         if run_dir is not None:
             finish_run(self, run_dir)
         return self

@@ -148,6 +148,10 @@ def calibratable(rows: Sequence[Any], names: Sequence[str]) -> bool:
     return all(sum(name in e.y for e in rows) >= MIN_ROWS for name in names)
 
 
+class NonFiniteDraws(ValueError):
+    """Held-out draws beyond the float range: nothing to calibrate on (see ``fit_calibration``)."""
+
+
 def fit_calibration(
     draws: np.ndarray, y: np.ndarray, levels: Sequence[float] = LEVELS
 ) -> IntervalCalibration:
@@ -155,6 +159,13 @@ def fit_calibration(
     if draws.ndim != 3 or y.shape != (draws.shape[0], draws.shape[2]):
         raise ValueError(
             f"draws {draws.shape} and targets {y.shape}: need (B, S, K) draws and (B, K) targets"
+        )
+    bad = int((~np.isfinite(draws)).sum())
+    if bad:
+        raise NonFiniteDraws(
+            f"{bad} of the {draws.size} draws on the held-out rows are beyond the float range "
+            "(an undertrained digit decoder writing huge numbers, made infinite by a log-scaled "
+            "target): train longer, or use a value head (ModelConfig(head='mse'))"
         )
     taus = [(1.0 - lv) / 2.0 for lv in levels]
     table = raw_quantiles(draws, [*taus, *(1.0 - t for t in taus)])  # (2L, B, K)
