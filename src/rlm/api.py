@@ -172,10 +172,9 @@ class RegressionLM(Predictor):
         self.scaler = None
         fields = reads_fields(self, examples)
         if self._auto_model:
-            kind = "fields" if fields else "text"
-            length = max(PRESETS_MAX_LEN, self.vocab_config.max_length)
-            if self.backbone_config is not None:  # the backbone reads; a compact model on top
-                kind, length = "fields", max(PRESETS_MAX_LEN, self.backbone_config.max_length)
+            kind = "backbone" if self.backbone_config else "fields" if fields else "text"
+            reader = self.backbone_config or self.vocab_config
+            length = max(PRESETS_MAX_LEN, reader.max_length)
             per_task = len(examples) // len(set(tasks or [""]))
             self.model_config = auto_model(kind, per_task, calibrated, length)
         fit_readers(self, examples, fields)

@@ -17,13 +17,13 @@ input tables and the head learn. Torch is imported by the modules this one calls
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .inputs.fields import KEY_SPECIALS, VALUE_SPECIALS
 from .io import Example, target_names
 from .io.examples import task_name
 
@@ -91,9 +91,7 @@ def row_weights(tasks: Sequence[str], weights: Mapping[str, float] | None) -> np
     bad = {t: w for t, w in weights.items() if not (np.isfinite(w) and w >= 0)}
     if bad or not sum(weights.values()) > 0:
         raise ValueError(f"task weights must be finite, >= 0 and not all 0: got {dict(weights)}")
-    counts: dict[str, int] = {}
-    for t in tasks:
-        counts[t] = counts.get(t, 0) + 1
+    counts = Counter(tasks)
     p = np.array([weights[t] / counts[t] for t in tasks], dtype=float)
     return p / p.sum()
 
@@ -101,8 +99,9 @@ def row_weights(tasks: Sequence[str], weights: Mapping[str, float] | None) -> np
 def extend_model(model: RegressionLM, rows: Sequence[Example]) -> dict[str, Any]:
     """Grow ``model`` (in place: call on a copy) to know the tasks and field keys of ``rows``;
     returns what was added (``targets``, ``tasks``, ``keys``, ``categories``)."""
-    added: dict[str, Any] = {"tasks": [], "keys": [], "categories": 0, "targets": []}
-    added["targets"] = _extend_targets(model, rows)
+    added: dict[str, Any] = {
+        "targets": _extend_targets(model, rows), "tasks": [], "keys": [], "categories": 0
+    }  # fmt: skip
     tasks = model.tasks_of(rows)
     if model.task_scaling is not None and tasks is not None:
         known = set(model.task_scaling.scalers)
@@ -118,13 +117,12 @@ def extend_model(model: RegressionLM, rows: Sequence[Example]) -> dict[str, Any]
     added["categories"] = len(grown.categories) - len(old.categories)
     if added["keys"]:
         assert model.net is not None
-        first_piece = len(VALUE_SPECIALS) + len(old.categories)
         grow_inputs(
             model.net,
             source,
             grown.n_keys,
-            categories=range(len(VALUE_SPECIALS), first_piece),
-            keys=range(len(KEY_SPECIALS), old.n_keys),
+            categories=old.category_ids,
+            keys=old.key_ids,
             seed=model.train_config.seed,
         )
         model.fields = grown

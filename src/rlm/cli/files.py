@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +130,10 @@ def read_labeled(
     names = _present(
         names, have, any_target, f"{path}: no row has target(s)", f"the rows have {sorted(have)}"
     )
-    return [e for e in rows if any(t in e.y for t in names)]
+    # like a flat file's columns: only the requested targets (a caller that grows a model for
+    # the targets it is given must not meet others)
+    keep = [replace(e, y={t: e.y[t] for t in names if t in e.y}) for e in rows]
+    return [e for e in keep if e.y]
 
 
 def _present(

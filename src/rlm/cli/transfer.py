@@ -245,9 +245,7 @@ def finetune(
         renames = _renames(target or ())
         names = list(renames) or checkpoint_targets(directory)
         rows = read_labeled(data, names, layout, any_target=not renames)
-        rows = [
-            _renamed(replace(e, y={k: e.y[k] for k in names if k in e.y}), renames) for e in rows
-        ]
+        rows = [_renamed(e, renames) for e in rows]
         train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, None)
         model: Any = load_model(directory, runtime="torch")
         if task is not None:

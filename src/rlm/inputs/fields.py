@@ -306,6 +306,16 @@ class FieldEncoder:
         return len(KEY_SPECIALS) + len(self.keys)
 
     @property
+    def category_ids(self) -> range:
+        """The value-token ids of the ``key=value`` categories (after the specials)."""
+        return range(len(VALUE_SPECIALS), self._piece0)
+
+    @property
+    def key_ids(self) -> range:
+        """The ids of the keys (after the specials)."""
+        return range(len(KEY_SPECIALS), self.n_keys)
+
+    @property
     def n_features(self) -> int:
         return self.config.features
 

@@ -35,6 +35,10 @@ class VectorRow:
     def __len__(self) -> int:
         return len(self.vecs)
 
+    @property
+    def nbytes(self) -> int:
+        return self.vecs.nbytes + (0 if self.nums is None else self.nums.nbytes)
+
 
 Row = Sequence[int] | FieldRow | VectorRow
 

@@ -140,7 +140,7 @@ class Backbone:
 
     def _remember(self, text: str, row: VectorRow) -> None:
         self._cache[text] = row
-        self._cached_bytes += row.vecs.nbytes + (0 if row.nums is None else row.nums.nbytes)
+        self._cached_bytes += row.nbytes
         while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= old.vecs.nbytes + (0 if old.nums is None else old.nums.nbytes)
+            self._cached_bytes -= old.nbytes

@@ -178,7 +178,8 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-AUTO_PRESET = {"fields": "compact", "text": "small"}  # what model="auto" picks, by input kind
+# what model="auto" picks, by input kind; a frozen backbone reads the text, a compact model on top
+AUTO_PRESET = {"fields": "compact", "text": "small", "backbone": "compact"}
 # Below this many training rows (per task), "auto" gives field inputs a value head instead of
 # the digit decoder. Measured on configurable systems (benchmarks/results/ablation.md and
 # accuracy_systems_{100,1000}.md, test Spearman): at 100 rows the digit decoder reaches a mean
@@ -189,11 +190,12 @@ AUTO_VALUE_HEAD_ROWS = 500
 
 
 def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
-    """What ``model="auto"`` builds for ``kind`` ("fields" or "text") inputs: its preset; for
-    fields under ``AUTO_VALUE_HEAD_ROWS`` rows per task, a value head: MSE when held-out rows
-    will calibrate its intervals, else Gaussian (whose own spread gives them)."""
+    """What ``model="auto"`` builds for ``kind`` ("fields", "text" or "backbone") inputs: its
+    preset; for fields (and a backbone's compact model) under ``AUTO_VALUE_HEAD_ROWS`` rows per
+    task, a value head: MSE when held-out rows will calibrate its intervals, else Gaussian
+    (whose own spread gives them)."""
     head = "digits"
-    if kind == "fields" and rows < AUTO_VALUE_HEAD_ROWS:
+    if kind in ("fields", "backbone") and rows < AUTO_VALUE_HEAD_ROWS:
         head = "mse" if calibrated else "gaussian"
     return preset(AUTO_PRESET[kind], max_input_len=max_input_len, head=head)
 
