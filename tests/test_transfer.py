@@ -11,9 +11,9 @@ import torch
 from rlm import RegressionLM
 from rlm.inputs.fields import VALUE_SPECIALS, FieldEncoder
 from rlm.io import Example
+from rlm.nn.batches import length_batches
 from rlm.nn.config import TrainConfig, preset
 from rlm.nn.grow import grow_objectives, grown_rows
-from rlm.nn.training import length_batches
 from rlm.numbers.scaling import TaskScaling
 from rlm.transfer import extend_model, mixture, row_weights
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .compress import Compression
 from .inputs.fields import FieldConfig
+from .inputs.padding import Row
 from .inputs.readers import fit_readers, reader_sizes, reads_fields
 from .inputs.text import SerializerConfig
 from .inputs.vocab import InputTokenizer, VocabConfig
 from .io import Example, target_names
 from .io.examples import as_examples
+from .io.stream import ExampleStream
+from .nn.batches import Batches, InMemory, Streamed, Targets
 from .nn.config import (
     AUTO_PRESET,
     BackboneConfig,
@@ -37,9 +40,10 @@ from .nn.config import (
     preset,
 )
 from .nn.decoding import GrammarTable
+from .nn.device import Placement, Precision
+from .nn.distributed import World
 from .nn.exits import ExitNetwork, check_exits, check_tolerance
 from .nn.model import RegressionTransformer
-from .nn.prune import importance, prune_network
 from .nn.sampling import TorchNetwork
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
@@ -54,7 +58,7 @@ from .transfer import check_targets, extend_model, mixture, row_weights
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
 
-class RegressionLM(Predictor):
+class RegressionLM(Compression, Predictor):
     """A regression language model: text (or JSON-like configs) in, numbers out.
 
     Inference (sample / predict / distribution / predict_interval / calibrate / evaluate) is
@@ -78,6 +82,8 @@ class RegressionLM(Predictor):
         fields: FieldConfig | None = None,
         task_key: str | None = None,
         backbone: BackboneConfig | None = None,
+        device: str = "auto",
+        precision: Precision = "auto",
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
         inputs (with a value head under 500 rows per task: ``nn.config.auto_model``), ``small``
@@ -89,7 +95,10 @@ class RegressionLM(Predictor):
         (systems, devices): weights are then selected on the mean of the tasks' valid
         Spearman, intervals are calibrated per task, and ``evaluate(per_task=True)`` scores
         each task (see ``rlm.predict.tasks``). ``backbone``: read every input (as text) through
-        a frozen pretrained encoder and train only what is on top (``rlm.nn.backbone``)."""
+        a frozen pretrained encoder and train only what is on top (``rlm.nn.backbone``).
+        ``device``: "auto" (CUDA, else MPS, else CPU), "cpu", "cuda", "cuda:N" or "mps";
+        ``precision``: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16"
+        (``rlm.nn.device``). Neither is saved: ``load(dir, device=...)`` chooses again."""
         super().__init__()
         if inputs not in ("auto", "text", "fields"):
             raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
@@ -107,6 +116,7 @@ class RegressionLM(Predictor):
         self.field_config = fields or FieldConfig()
         self.task_key = task_key
         self.backbone_config = backbone
+        self.placement = Placement.of(device, precision)  # an absent device fails here
         self.net: RegressionTransformer | None = None
         self.result: TrainResult | None = None
         self.early_exit: float | None = None  # see set_early_exit
@@ -124,11 +134,12 @@ class RegressionLM(Predictor):
 
     def _runtime(self) -> TorchNetwork:
         tok, codec, net = self._check_fitted()
+        net.to(self.placement.device)
         if self.early_exit is None:
-            return TorchNetwork(net, tok.pad_id)
+            return TorchNetwork(net, tok.pad_id, self.placement)
         return ExitNetwork(
             net, tok.pad_id, tolerance=self.early_exit, codec=codec, scaler=self.scaler,
-            log=self.exit_log,
+            log=self.exit_log, placement=self.placement,
         )  # fmt: skip
 
     def set_early_exit(self, tolerance: float | None) -> RegressionLM:
@@ -158,7 +169,11 @@ class RegressionLM(Predictor):
     def num_params(self) -> int:
         return self._check_fitted()[2].num_params()
 
-    def _build(self, examples: Sequence[Example], calibrated: bool = False) -> None:
+    def _build(
+        self, examples: Sequence[Example], calibrated: bool = False, count: int | None = None
+    ) -> None:
+        """Fit the pipeline on ``examples`` (all the training rows, or a stream's sample of
+        its ``count`` rows) and a fresh network for it."""
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
         self.task_scaling = None
@@ -175,13 +190,13 @@ class RegressionLM(Predictor):
             kind = "backbone" if self.backbone_config else "fields" if fields else "text"
             reader = self.backbone_config or self.vocab_config
             length = max(PRESETS_MAX_LEN, reader.max_length)
-            per_task = len(examples) // len(set(tasks or [""]))
+            per_task = (count or len(examples)) // len(set(tasks or [""]))
             self.model_config = auto_model(kind, per_task, calibrated, length)
         fit_readers(self, examples, fields)
         if self.model_config.head != "digits":
             self.scaler = TargetScaler.fit(rows, names)
         torch.manual_seed(self.train_config.seed)
-        self.net = self._network()
+        self.net = self._network()  # on the CPU: the same initial weights on every device
 
     def _network(self) -> RegressionTransformer:
         """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""
@@ -201,6 +216,10 @@ class RegressionLM(Predictor):
         rows, scaling = [e.y for e in examples], self.task_scaling
         return rows if scaling is None else scaling.transform(rows, self.tasks_of(examples) or [])
 
+    def _encoded(self, examples: Sequence[Example]) -> tuple[list[Row], Targets]:
+        """Examples as the network trains on them: encoded inputs and targets."""
+        return self.encode_inputs(examples), self._targets(examples)
+
     def _targets(self, examples: Sequence[Example]) -> EncodedTargets | ScaledTargets:
         """What the output trains on: number tokens (digit decoder) or unit-scale floats."""
         _, codec, _ = self._check_fitted()
@@ -218,11 +237,22 @@ class RegressionLM(Predictor):
         resume: bool = False,
         calibrate: bool = True,
     ) -> RegressionLM:
-        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None). ``valid`` rows
-        select the best weights, then (``calibrate=True``, 10+ rows per objective) calibrate the
-        intervals. ``run_dir``: training writes ``metrics.jsonl``, resumable checkpoints with
-        the best model so far, then the final model there; SIGINT/SIGTERM save and raise
-        ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there."""
+        """Train from scratch on ``X`` (inputs, or Examples when ``y`` is None, or an
+        ``rlm.io.stream.ExampleStream`` of files larger than memory: vocabularies and scales are
+        fitted on its sample, epochs read the files again). ``valid`` rows select the best
+        weights, then (``calibrate=True``, 10+ rows per objective) calibrate the intervals.
+        ``run_dir``: training writes ``metrics.jsonl``, resumable checkpoints with the best
+        model so far, then the final model there; SIGINT/SIGTERM save and raise
+        ``rlm.nn.resume.Interrupted``; ``resume=True`` continues the run saved there.
+        Under torchrun every process calls ``fit`` alike and trains its share
+        (``rlm.nn.distributed``); rank 0 writes ``run_dir``."""
+        if isinstance(X, ExampleStream):
+            if y is not None:
+                raise ValueError("an ExampleStream carries its targets: drop y")
+            sample = X.skim()  # counts the rows too
+            valid_ex = None if valid is None else self._examples(sample, None, valid)[1]
+            self._build(sample, calibrate and len(valid_ex or ()) >= MIN_ROWS, count=X.rows)
+            return self._train(X, valid_ex, Path(run_dir) if run_dir else None, calibrate, resume)
         train_ex, valid_ex = self._examples(X, y, valid)
         return self._fit(train_ex, valid_ex, run_dir, resume, calibrate)
 
@@ -294,56 +324,6 @@ class RegressionLM(Predictor):
             tuned.net = merge(handle)
         return tuned
 
-    def prune(
-        self,
-        X: Sequence[Any],
-        y: Any = None,
-        *,
-        amount: float,
-        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
-        train: TrainConfig | None = None,
-        calibrate: bool = True,
-    ) -> RegressionLM:
-        """A copy of this model with ``amount`` (0..1) of every block's attention heads and MLP
-        neurons removed (the least important on ``X``, ``rlm.nn.prune``): smaller matrices,
-        file and compute, then a recovery fine-tune on ``X`` (``train``: how, usually a short
-        budget) with its own selection on ``valid`` and calibration. This model is unchanged."""
-        tok, codec, net = self._check_fitted()
-        train_ex, valid_ex = self._examples(X, y, valid)
-        scores = importance(
-            net, self.encode_inputs(train_ex), self._targets(train_ex),
-            GrammarTable(codec.grammar), tok.pad_id,
-        )  # fmt: skip
-        small = self._copy()
-        small.net = prune_network(net, scores, amount)
-        small.model_config = small.net.cfg
-        small.train_config = train or self.train_config
-        return small._train(train_ex, valid_ex, None, calibrate)
-
-    def add_exits(
-        self,
-        X: Sequence[Any],
-        y: Any = None,
-        *,
-        exits: Sequence[int],
-        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
-        train: TrainConfig | None = None,
-        calibrate: bool = True,
-    ) -> RegressionLM:
-        """A copy of this model whose head also reads the encoder after the layers in ``exits``
-        (1-based, below the last), fine-tuned on ``X`` on the mean of every exit's loss
-        (``train``: how, usually a short budget), so ``set_early_exit`` can stop easy inputs
-        early. No weights are added; this model is unchanged."""
-        _, _, net = self._check_fitted()
-        cfg = replace(net.cfg, exits=tuple(exits))  # validates the layers
-        check_exits(cfg)
-        train_ex, valid_ex = self._examples(X, y, valid)
-        tuned = self._copy()
-        assert tuned.net is not None
-        tuned.net.cfg = tuned.model_config = cfg
-        tuned.train_config = train or self.train_config
-        return tuned._train(train_ex, valid_ex, None, calibrate)
-
     def _copy(self) -> RegressionLM:
         """A deep copy that predicts at full depth (early exit is a setting of this object,
         not of the weights: a copy is trained, calibrated and saved without it)."""
@@ -368,7 +348,7 @@ class RegressionLM(Predictor):
 
     def _train(
         self,
-        train_ex: Sequence[Example],
+        train_ex: Sequence[Example] | ExampleStream,
         valid_ex: Sequence[Example] | None,
         run_dir: Path | None,
         calibrate: bool,
@@ -381,14 +361,18 @@ class RegressionLM(Predictor):
         self.calibration, self.training_summary = None, None
         self.set_early_exit(None)  # validation and calibration sample at full depth
         tok, codec, net = self._check_fitted()
-        src = self.encode_inputs(train_ex)
-        tg = self._targets(train_ex)
+        batch_size = self.train_config.batch_size
+        if isinstance(train_ex, ExampleStream):
+            data: Batches = Streamed(train_ex, self._encoded, batch_size, train_ex.config.workers)
+        else:
+            data = InMemory(*self._encoded(train_ex), batch_size, sample_weights)
         if codec.clamped:  # the explicit opt-in still deserves a visible report
             warnings.warn(
                 f"{codec.clamped} training targets were clamped into the number range",
                 stacklevel=2,
             )
         grammar = GrammarTable(codec.grammar)
+        net.to(self.placement.device)  # grown, pruned or fresh weights: all go there first
         valid_data, score_fn = None, None
         if valid_ex:
             vsrc = self.encode_inputs(valid_ex)
@@ -402,8 +386,7 @@ class RegressionLM(Predictor):
 
         self.result = train(
             net,
-            src,
-            tg,
+            data,
             grammar,
             self.train_config,
             tok.pad_id,
@@ -415,7 +398,7 @@ class RegressionLM(Predictor):
             if run_dir
             else "",
             on_checkpoint=None if run_dir is None else partial(save_model, self, run_dir),
-            sample_weights=sample_weights,
+            placement=self.placement,
         )
         self.training_summary = self.result.summary()
         if calibrate and valid_ex and calibratable(valid_ex, codec.names):
@@ -423,7 +406,7 @@ class RegressionLM(Predictor):
                 self.calibrate(valid_ex)
             except NonFiniteDraws as e:  # the trained model is kept, and says why it is raw
                 warnings.warn(f"intervals left uncalibrated: {e}", stacklevel=2)
-        if run_dir is not None:
+        if run_dir is not None and World.current().main:  # rank 0 of a torchrun launch
             finish_run(self, run_dir)
         return self
 
@@ -433,9 +416,15 @@ class RegressionLM(Predictor):
         return save_model(self, directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> RegressionLM:
-        """Rebuild a saved model; never unpickles anything."""
-        return load_model(cls, directory)
+    def load(
+        cls, directory: str | Path, *, device: str = "auto", precision: Precision = "auto"
+    ) -> RegressionLM:
+        """Rebuild a saved model on ``device`` (see ``__init__``); never unpickles anything."""
+        m = load_model(cls, directory)
+        m.placement = Placement.of(device, precision)
+        assert m.net is not None
+        m.net.to(m.placement.device)
+        return m
 
     def __repr__(self) -> str:
         n = self.net.num_params() if self.net is not None else None

@@ -28,6 +28,7 @@ from .checkpoint import (
     read_meta,
 )
 from .io.examples import Example
+from .io.stream import ExampleStream
 from .nn.config import ModelConfig, TrainConfig
 from .nn.resume import STATE_FILE
 from .predictor import pipeline_meta, read_pipeline
@@ -54,7 +55,7 @@ def save_model(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     weights = net.state_dict() if weights is None else weights
-    state = {k: v.detach().contiguous() for k, v in weights.items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}  # from any device
     data = {
         WEIGHTS: save(state, {"format": "rlm", "version": __version__}),
         TOKENIZER: tok.to_json().encode("utf-8"),
@@ -126,7 +127,7 @@ def _weights(d: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def run_fingerprint(
     m: RegressionLM,
-    train: Sequence[Example],
+    train: Sequence[Example] | ExampleStream,
     valid: Sequence[Example] | None,
     sample_weights: np.ndarray | None = None,
 ) -> str:
@@ -150,6 +151,9 @@ def run_fingerprint(
     if sample_weights is not None:
         h.update(np.asarray(sample_weights, dtype=np.float64).tobytes())
     h.update(tok.to_json().encode())
+    if isinstance(train, ExampleStream):  # its files, named by path, size and time
+        h.update(f"stream {train.fingerprint()}".encode())
+        train = []
     for part in (train, valid or ()):
         h.update(f"|{len(part)} rows|".encode())  # a row moved from train to valid differs
         for e in part:

@@ -13,6 +13,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -62,3 +63,12 @@ def stopped_training(hint: str = "") -> Iterator[None]:
     except Interrupted as e:
         err.print(f"{e}{hint}", soft_wrap=True)
         raise typer.Exit(128 + e.signum) from None
+
+
+def main_process() -> bool:
+    """Whether this process speaks and writes: True unless it is a rank other than 0 of a
+    torchrun launch (``rlm.nn.distributed``), whose consoles are then silenced."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        return True
+    out.quiet = err.quiet = True
+    return False

@@ -20,7 +20,8 @@ from ..checkpoint import check_checkpoint, checkpoint_targets
 from .app import app, err, user_errors
 from .files import LAYOUT_FILE, load_model, read_labeled, saved_layout, write_layout
 from .options import CheckpointDir
-from .train import TimeBudget, TrainSplit, ValidSplit, _train_valid
+from .runs import train_valid
+from .train import TimeBudget, TrainSplit, ValidSplit
 
 Data = Annotated[Path, typer.Argument(help="Training data (as for rlm train) for the recovery.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Directory of the smaller checkpoint.")]
@@ -62,7 +63,7 @@ def compress(
             raise ValueError("--out is the checkpoint directory: write to another one")
         layout = saved_layout(directory, None, None, None)
         rows = read_labeled(data, checkpoint_targets(directory), layout, any_target=True)
-        train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, None)
+        train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, None)
         model = load_model(directory, runtime="torch")
         if layers is not None:  # before any fine-tune: a bad layer list costs nothing
             from ..nn.exits import check_exits

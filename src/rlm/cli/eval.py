@@ -17,7 +17,10 @@ from .files import exit_summary, load_model, read_labeled, saved_layout, split_r
 from .format import metrics_table, task_table
 from .options import (
     CheckpointDir,
+    Device,
     EarlyExit,
+    PrecisionKind,
+    PrecisionOption,
     Runtime,
     Samples,
     SamplingSeed,
@@ -75,6 +78,8 @@ def evaluate(
     runtime: Runtime = "auto",
     threads: Threads = None,
     early_exit: EarlyExit = None,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():
@@ -92,7 +97,7 @@ def evaluate(
         rows, scope = _scored_rows(rows, data, split)
         if limit is not None:
             rows = rows[:limit]
-        model = load_model(directory, runtime, threads, early_exit)
+        model = load_model(directory, runtime, threads, early_exit, device, precision.value)
         pred = model.distribution(rows, samples=samples, level=level, seed=seed)
         if line := exit_summary(model):
             err.print(line)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import check_checkpoint, is_deployment
 from ..io import Example, Layout, file_kind, iter_rows, read_examples, target_names
+from ..io.stream import ExampleStream, StreamConfig
 
 if TYPE_CHECKING:
     from ..predictor import Predictor
@@ -93,20 +94,9 @@ def read_labeled(
     ``any_target`` (scoring a multi-target model on a file with fewer targets) the requested
     targets that the file has are kept instead, and only none at all is an error.
     """
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist or is not a file")
-    first = next(iter_rows(path), None)
-    if first is None:
-        raise ValueError(f"{path} has no rows")
-    rec = first[1]
+    rec, nested = _first_row(path, targets, layout)
     names = list(targets or ())
-    nested = file_kind(path) == "jsonl" and layout.is_nested(rec, names)
     if not nested:
-        if not names:
-            raise ValueError(
-                f"{path} is a flat file (no {layout.x_key!r} key with a 'y' object): "
-                "name its target column(s) with --target"
-            )
         names = _present(
             names,
             set(rec),
@@ -149,6 +139,45 @@ def _present(
     return names
 
 
+def _first_row(
+    path: Path, targets: Sequence[str] | None, layout: Layout
+) -> tuple[dict[str, Any], bool]:
+    """A data file's first row, and whether the file is nested (``{x, y}`` rows); a flat file
+    must be given its target columns."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    first = next(iter_rows(path), None)
+    if first is None:
+        raise ValueError(f"{path} has no rows")
+    rec = first[1]
+    nested = file_kind(path) == "jsonl" and layout.is_nested(rec, list(targets or ()))
+    if not nested and not targets:
+        raise ValueError(
+            f"{path} is a flat file (no {layout.x_key!r} key with a 'y' object): "
+            "name its target column(s) with --target"
+        )
+    return rec, nested
+
+
+def labeled_stream(
+    path: Path,
+    targets: Sequence[str] | None,
+    layout: Layout,
+    train_split: str,
+    config: StreamConfig,
+) -> tuple[ExampleStream, bool]:
+    """``rlm train --stream``: the file's training rows read as training needs them, with the
+    layout rules of ``read_labeled``; and whether the file has a split field (then only
+    ``train_split`` rows train)."""
+    rec, nested = _first_row(path, targets, layout)
+    has_split = "split" in rec
+    stream = ExampleStream(
+        path, targets=targets or None, layout=layout, y_key="y" if nested else None,
+        split=train_split if has_split else None, config=config,
+    )  # fmt: skip
+    return stream, has_split
+
+
 def split_rows(rows: Sequence[Example], split: str, path: Path) -> list[Example] | None:
     """The rows of one split; None when the file has no split field at all."""
     splits = {e.split for e in rows}
@@ -170,11 +199,14 @@ def load_model(
     runtime: str = "auto",
     threads: int | None = None,
     early_exit: float | None = None,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> Predictor:
     """The model in ``directory``: a checkpoint run by PyTorch (imported here, on first use), or
     an ONNX deployment (``rlm export``) run by onnxruntime without torch. ``runtime`` "auto"
     follows the directory; "torch" or "onnx" insist, with an error saying how to get one.
-    ``early_exit``: the PyTorch model's ``set_early_exit`` tolerance."""
+    ``early_exit``: the PyTorch model's ``set_early_exit`` tolerance; ``device`` and
+    ``precision``: where PyTorch runs it (``rlm.nn.device``)."""
     check_checkpoint(directory, deployment=True)
     deployed = is_deployment(directory)
     if runtime not in ("auto", "torch", "onnx"):
@@ -194,13 +226,19 @@ def load_model(
             f"--early-exit runs on PyTorch: {directory} is an ONNX deployment (its encoder "
             "graph runs every layer); pass the checkpoint instead"
         )
+    if deployed and (device not in ("auto", "cpu") or precision not in ("auto", "fp32")):
+        raise ValueError(
+            f"--device {device} --precision {precision}: an ONNX deployment runs on the CPU in "
+            "fp32 (onnxruntime); pass the checkpoint it came from to run on PyTorch there"
+        )
     if deployed:
         from ..deploy import OnnxRegressor
 
         return OnnxRegressor.load(directory, threads=threads)
     from ..api import RegressionLM
 
-    return RegressionLM.load(directory).set_early_exit(early_exit)
+    model = RegressionLM.load(directory, device=device, precision=precision)  # type: ignore[arg-type]
+    return model.set_early_exit(early_exit)
 
 
 def exit_summary(model: Predictor) -> str | None:

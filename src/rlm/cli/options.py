@@ -38,6 +38,12 @@ class TextNumbers(StrEnum):
     both = "both"
 
 
+class PrecisionKind(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Select(StrEnum):
     loss = "loss"
     spearman = "spearman"
@@ -82,5 +88,20 @@ EarlyExit = Annotated[
         help="Early exit (a model compressed with --exits, PyTorch runtime): each input stops "
         "at the first exit whose prediction agrees with the previous exit's within this "
         "relative difference, e.g. 0.01. The mean exit layer is reported.",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        help="Where the network runs: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or "
+        "mps. Under torchrun each process takes its own GPU (LOCAL_RANK).",
+    ),
+]
+PrecisionOption = Annotated[
+    PrecisionKind,
+    typer.Option(
+        "--precision",
+        help="Matrix products in bf16 (torch autocast) or fp32; auto: bf16 on CUDA, fp32 "
+        "elsewhere.",
     ),
 ]

@@ -2,6 +2,8 @@
 
 A file is streamed chunk by chunk (``rlm.io.iter_rows`` in, ``rlm.io.RowWriter`` out), so memory
 stays bounded whatever its length; a CSV output writes each input row back as it was read.
+``--workers N`` predicts the chunks in N processes (``rlm.predict.pool``), written in order and
+identical to one process's output; a progress bar on stderr shows rows and rows/s.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,12 +24,17 @@ from ..checkpoint import check_checkpoint
 from ..io import Layout, RowWriter, file_kind, iter_rows, take_input
 from ..io.rows import Row, row_label
 from ..predict.metrics import check_level
+from ..predict.pool import Ask, Summary, ordered_map, summarise
 from .app import app, err, out, user_errors
 from .files import exit_summary, load_model, saved_layout
 from .format import fmt, show
 from .options import (
     CheckpointDir,
+    Device,
     EarlyExit,
+    NoProgress,
+    PrecisionKind,
+    PrecisionOption,
     Runtime,
     Samples,
     SamplingSeed,
@@ -38,7 +47,6 @@ from .options import (
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..predictor import Predictor
 
 Inputs = Annotated[
     list[str] | None,
@@ -71,6 +79,14 @@ IntervalLevel = Annotated[
     float, typer.Option(help="Central interval level of the _lo / _hi columns, in (0, 1).")
 ]
 ChunkSize = Annotated[int, typer.Option(min=1, help="Rows read, predicted and written at a time.")]
+Workers = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Processes predicting chunks in parallel, each with the model and cores/N "
+        "threads (or --threads); the output is the same as one process's.",
+    ),
+]
 AsText = Annotated[
     bool, typer.Option("--text", help="Treat every INPUT as a literal string, even '{...}'.")
 ]
@@ -95,10 +111,18 @@ def predict(
     runtime: Runtime = "auto",
     threads: Threads = None,
     early_exit: EarlyExit = None,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
+    workers: Workers = 1,
+    no_progress: NoProgress = False,
 ) -> None:
     """Predict targets with intervals for INPUTs or a file of rows."""
     with user_errors():
         check_level(level, "--level")
+        if workers > 1 and early_exit is not None:
+            raise ValueError(
+                "--early-exit reports its exit layers from one process: use --workers 1"
+            )
         if bool(inputs) == (file is not None):
             raise ValueError("give INPUT arguments or --file PATH (exactly one of them)")
         stdin = file is not None and str(file) == "-"
@@ -110,7 +134,7 @@ def predict(
                 raise ValueError("--output is the input file: write to another path")
         check_checkpoint(directory, deployment=True)
         layout = saved_layout(directory, x_key, x_columns, x_column)
-        model = load_model(directory, runtime, threads, early_exit)
+        model = load_model(directory, runtime, threads, early_exit, device, precision.value)
         names = list(model.targets or ())
         if inputs:
             xs = _literal_inputs(inputs, text)
@@ -125,10 +149,19 @@ def predict(
             src_kind = "jsonl" if stdin or file is None else file_kind(file)
             nested = src_kind == "jsonl" and layout.is_nested(first[1], names)
         writer = None if output is None else RowWriter(None if str(output) == "-" else output)
-        with writer or contextlib.nullcontext():
-            shown = _predict_rows(
-                model, rows, writer, layout, nested, samples, level, seed, chunk_size
-            )
+        ask = Ask(samples=samples, level=level, seed=seed)
+        chunks = _inputs(rows, layout, nested, names, chunk_size)
+        if workers > 1:
+            # each worker loads the model itself, with its share of the cores
+            answers = ordered_map(
+                partial(load_model, directory, runtime, device=device, precision=precision.value),
+                chunks, lambda chunk: chunk[1], ask, workers=workers, threads=threads,
+            )  # fmt: skip
+        else:
+            answers = ((chunk, summarise(model, chunk[1], ask)) for chunk in chunks)
+        progress = _progress(not no_progress and writer is not None)
+        with writer or contextlib.nullcontext(), progress or contextlib.nullcontext():
+            shown = _write(answers, names, writer, progress)
         if line := exit_summary(model):
             err.print(line)
         if writer is not None:
@@ -138,22 +171,14 @@ def predict(
         _print_table(shown, names, samples, level)
 
 
-def _predict_rows(
-    model: Predictor,
-    rows: Iterable[Row],
-    writer: RowWriter | None,
-    layout: Layout,
-    nested: bool,
-    samples: int,
-    level: float,
-    seed: int,
-    chunk_size: int,
-) -> Shown:
-    """Predict chunk by chunk; rows go to ``writer``, or are returned for the table."""
-    names = list(model.targets or ())
+Chunk = tuple[list[Row], list[Any]]  # rows as read, and their model inputs
+
+
+def _inputs(
+    rows: Iterable[Row], layout: Layout, nested: bool, names: Sequence[str], chunk_size: int
+) -> Iterator[Chunk]:
+    """The rows in chunks of ``chunk_size``, each with its model inputs."""
     skip = {*names, "id", "split", *_pred_columns(names)}
-    keep_raw = writer is not None and writer.kind == "csv"
-    shown: Shown = []
     index = 0
     for chunk in _chunks(rows, chunk_size):
         xs = [
@@ -161,7 +186,21 @@ def _predict_rows(
             for i, (_, parsed) in enumerate(chunk)
         ]
         index += len(chunk)
-        p = model.distribution(xs, samples=samples, level=level, seed=seed)
+        yield chunk, xs
+
+
+def _write(
+    answers: Iterable[tuple[Chunk, Summary]],
+    names: Sequence[str],
+    writer: RowWriter | None,
+    progress: Any,
+) -> Shown:
+    """Each chunk's rows with their predictions to ``writer``, or returned for the table."""
+    keep_raw = writer is not None and writer.kind == "csv"
+    shown: Shown = []
+    task = None if progress is None else progress.add_task("predicting", rows=0, rate=0.0)
+    start = time.perf_counter()
+    for (chunk, xs), p in answers:
         if writer is None:
             shown += zip(xs, p.point, p.lower, p.upper, strict=True)
             continue
@@ -174,7 +213,26 @@ def _predict_rows(
                 rec[f"{t}_hi"] = _clean(p.upper[i, k])
             records.append(rec)
         writer.write(records)
+        if progress is not None:
+            rate = writer.rows / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, rows=writer.rows, rate=rate)
     return shown
+
+
+def _progress(enabled: bool) -> Any:
+    """Rows written and rows/s on stderr (only where stderr is a terminal), or None."""
+    if not enabled or not err.is_terminal:
+        return None
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TextColumn("{task.fields[rate]:,.0f} rows/s"),
+        TimeElapsedColumn(),
+        console=err,
+    )
 
 
 def _print_table(shown: Shown, names: Sequence[str], samples: int, level: float) -> None:

@@ -11,7 +11,7 @@ import typer
 from ..checkpoint import check_checkpoint
 from .app import app, err, user_errors
 from .files import load_model, named_paths
-from .options import Runtime
+from .options import Device, PrecisionKind, PrecisionOption, Runtime
 
 if TYPE_CHECKING:
     from ..predictor import Predictor
@@ -113,6 +113,8 @@ def serve(
     max_queue: MaxQueue = 256,
     threads: Threads = None,
     runtime: Runtime = "auto",
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
     """Serve models over HTTP: POST /predict (micro-batched), GET /health and /model, API docs
     at /docs, and a playground page at / that plots the predicted distribution of an input."""
@@ -137,7 +139,10 @@ def serve(
             max_queue=max_queue,
         )
         named = _named_checkpoints(directories)
-        models = {name: load_model(d, runtime, threads) for name, d in named.items()}
+        models = {
+            name: load_model(d, runtime, threads, None, device, precision.value)
+            for name, d in named.items()
+        }
         units = _units_per_model(models, _unit_labels(unit))
         if threads is not None and any(m.runtime_name == "torch" for m in models.values()):
             import torch

@@ -9,14 +9,26 @@ import typer
 
 from ..inputs.vocab import VocabConfig
 from ..io import Example, Layout
+from ..io.stream import ExampleStream, StreamConfig
 from ..nn.config import PRESETS, BackboneConfig, ModelConfig, TrainConfig
 from ..nn.config import preset as make_preset
 from ..numbers import NumberConfig
 from ..predict.metrics import check_level
-from .app import app, err, out, stopped_training, user_errors
-from .files import columns_option, read_labeled, split_rows, splits_of, write_layout
+from .app import app, err, main_process, out, stopped_training, user_errors
+from .files import columns_option, labeled_stream, read_labeled, write_layout
 from .format import fmt, kv_table, metrics_table
-from .options import InputsKind, NoProgress, Preset, Scheme, Select, TextNumbers
+from .options import (
+    Device,
+    InputsKind,
+    NoProgress,
+    PrecisionKind,
+    PrecisionOption,
+    Preset,
+    Scheme,
+    Select,
+    TextNumbers,
+)
+from .runs import noted, refuse_previous_run, resumable, split_of, train_valid
 
 if TYPE_CHECKING:
     from ..api import RegressionLM
@@ -86,6 +98,27 @@ ValidSplit = Annotated[
 ]
 TrainSplit = Annotated[
     str, typer.Option(help="When DATA has a split field: rows of this split train.")
+]
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream",
+        help="Read DATA as training needs it, never all in memory (data larger than memory): "
+        "vocabularies and scales are fitted on a uniform sample (--sample-rows) and rows are "
+        "shuffled through a buffer (--shuffle-buffer); validation rows are held in memory.",
+    ),
+]
+ShuffleBuffer = Annotated[int, typer.Option(min=0, help="--stream: rows shuffled together.")]
+SampleRows = Annotated[
+    int, typer.Option(min=1, help="--stream: rows the vocabularies and scales are fitted on.")
+]
+LoaderWorkers = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="--stream: processes that read and encode rows while training runs (0: the "
+        "training process).",
+    ),
 ]
 Limit = Annotated[int | None, typer.Option(min=1, help="Train on the first N training rows only.")]
 SchemeOption = Annotated[
@@ -231,8 +264,17 @@ def train(
     overwrite: Overwrite = False,
     resume: Resume = False,
     no_progress: NoProgress = False,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
+    stream: Stream = False,
+    shuffle_buffer: ShuffleBuffer = StreamConfig.shuffle_buffer,
+    sample_rows: SampleRows = StreamConfig.sample_rows,
+    loader_workers: LoaderWorkers = StreamConfig.workers,
 ) -> None:
-    """Train a model on DATA and save it to --out, then print a summary with validation metrics."""
+    """Train a model on DATA and save it to --out, then print a summary with validation metrics.
+    Under `torchrun --nproc-per-node N -m rlm.cli train ...` the same command trains one model
+    data-parallel on N processes; rank 0 writes --out and prints."""
+    main = main_process()
     with user_errors():
         # options first: a bad option fails in milliseconds, before any data is read
         check_level(level, "--level")
@@ -261,15 +303,27 @@ def train(
             progress=not no_progress,
         )
         if resume:
-            resume = _resumable(out_dir)
+            resume = resumable(out_dir)
+        elif main:  # rank 0 alone: the others would see the files it starts writing
+            refuse_previous_run(out_dir, overwrite)
+        train_rows: list[Example] | ExampleStream
+        if stream:
+            if limit is not None:
+                raise ValueError("--limit reads rows into memory: drop it, or drop --stream")
+            how = StreamConfig(shuffle_buffer, sample_rows, seed, loader_workers)
+            train_rows, has_split = labeled_stream(data, target, layout, train_split, how)
+            valid_rows = None
+            if has_split and valid is None:
+                valid_rows = list(split_of(train_rows, valid_split or "valid"))
+            n_train = (train_rows.skim() and train_rows.rows) or 0
         else:
-            _refuse_previous_run(out_dir, overwrite)
-        rows = read_labeled(data, target, layout)
-        train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, valid)
+            rows = read_labeled(data, target, layout)
+            train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, valid)
+            train_rows = train_rows[:limit] if limit is not None else train_rows
+            n_train = len(train_rows)
         if valid is not None:
             valid_rows = read_labeled(valid, target, layout)
-        train_rows = train_rows[:limit] if limit is not None else train_rows
-        valid_rows = _noted(valid_rows)
+        valid_rows = noted(valid_rows)
 
         from ..api import RegressionLM
 
@@ -282,19 +336,25 @@ def train(
             inputs=inputs.value,
             task_key=task_key,
             backbone=None if backbone is None else BackboneConfig(backbone, max_length),
+            device=device,
+            precision=precision.value,
         )
         err.print(
-            f"training a model (preset {preset.value}) on {len(train_rows):,} rows"
+            f"training a model (preset {preset.value}) on {n_train:,} rows"
+            + (" (streamed)" if stream else "")
             + (f", validating on {len(valid_rows):,}" if valid_rows else "")
             + f" -> {out_dir}"
         )
         # how rows were read, first: a checkpoint saved mid-run is then usable as it is
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_layout(out_dir, layout, str(data), len(train_rows), len(valid_rows or ()))
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_layout(out_dir, layout, str(data), n_train, len(valid_rows or ()))
         with stopped_training(": to continue, run the same command with --resume"):
             # fit writes checkpoints, then the final model, into out_dir
             model.fit(train_rows, valid=valid_rows, run_dir=out_dir, resume=resume)
-        _print_train_summary(model, out_dir, len(train_rows), len(valid_rows or ()))
+        if not main:
+            return
+        _print_train_summary(model, out_dir, n_train, len(valid_rows or ()))
         if valid_rows:
             _print_validation(model, valid_rows, samples=samples, level=level, seed=seed)
 
@@ -308,70 +368,6 @@ def _model_config(preset: Preset, max_length: int) -> ModelConfig | str:
     if max_length > model_cfg.max_input_len:
         model_cfg = make_preset(preset.value, max_input_len=max_length)
     return model_cfg
-
-
-def _resumable(out_dir: Path) -> bool:
-    """--resume: True when out_dir holds a run's saved state; a run killed before its first
-    checkpoint has none and starts afresh; a finished run has nothing to resume."""
-    from ..nn.resume import has_state
-
-    if has_state(out_dir):
-        return True
-    if (out_dir / "config.json").exists():
-        raise ValueError(
-            f"{out_dir} holds a finished run (its model is saved): nothing to resume; pass "
-            "--overwrite to train again"
-        )
-    err.print(f"no saved training state in {out_dir}: training from the start", soft_wrap=True)
-    return False
-
-
-def _refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
-    previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
-    if previous and not overwrite:
-        raise ValueError(
-            f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to "
-            "replace it, or choose another --out"
-        )
-
-
-def _train_valid(
-    rows: list[Example],
-    data: Path,
-    valid_split: str | None,
-    train_split: str,
-    valid: Path | None,
-) -> tuple[list[Example], list[Example] | None]:
-    """Training rows and (when DATA has a split field and no --valid file) validation rows."""
-    train_rows = split_rows(rows, train_split, data)
-    if train_rows is None:  # no split field: the whole file trains
-        if valid_split is not None and valid is None:
-            raise ValueError(f"--valid-split {valid_split!r} given, but {data} has no splits")
-        return list(rows), None
-    if not train_rows:
-        raise ValueError(
-            f"{data} has no rows of split {train_split!r}; its splits: "
-            f"{splits_of(rows)}: set --train-split"
-        )
-    if valid is not None:
-        return train_rows, None
-    valid_rows = split_rows(rows, valid_split or "valid", data)
-    if not valid_rows and valid_split is not None:
-        raise ValueError(
-            f"{data} has no rows of split {valid_split!r}; its splits: "
-            f"{splits_of(rows)}: set --valid-split"
-        )
-    return train_rows, valid_rows
-
-
-def _noted(valid_rows: list[Example] | None) -> list[Example] | None:
-    if valid_rows:
-        return valid_rows
-    err.print(
-        "note: no validation rows, so no early stopping and the last weights are kept; "
-        "pass --valid PATH or give DATA a 'valid' split"
-    )
-    return None
 
 
 def _print_train_summary(model: RegressionLM, directory: Path, n_train: int, n_valid: int) -> None:

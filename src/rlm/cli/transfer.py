@@ -22,7 +22,7 @@ import typer
 
 from ..checkpoint import check_checkpoint, checkpoint_targets
 from ..io import Example, Layout
-from .app import app, err, stopped_training, user_errors
+from .app import app, err, main_process, stopped_training, user_errors
 from .files import (
     LAYOUT_FILE,
     add_named,
@@ -32,7 +32,15 @@ from .files import (
     saved_layout,
     write_layout,
 )
-from .options import CheckpointDir, NoProgress, Preset
+from .options import (
+    CheckpointDir,
+    Device,
+    NoProgress,
+    PrecisionKind,
+    PrecisionOption,
+    Preset,
+)
+from .runs import refuse_previous_run, resumable, train_valid
 from .train import (
     BatchSize,
     LearningRate,
@@ -46,9 +54,6 @@ from .train import (
     ValidSplit,
     _model_config,
     _print_train_summary,
-    _refuse_previous_run,
-    _resumable,
-    _train_valid,
 )
 
 Datasets = Annotated[
@@ -94,8 +99,12 @@ def pretrain(
     overwrite: Overwrite = False,
     resume: Resume = False,
     no_progress: NoProgress = False,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
-    """Train one model on several datasets (each a task named in the input); save to --out."""
+    """Train one model on several datasets (each a task named in the input); save to --out.
+    Runs data-parallel under torchrun, as `rlm train` does."""
+    main = main_process()
     with user_errors():
         from ..nn.config import TrainConfig
 
@@ -104,31 +113,35 @@ def pretrain(
             seed=seed, progress=not no_progress,
         )  # fmt: skip
         if resume:
-            resume = _resumable(out_dir)
-        else:
-            _refuse_previous_run(out_dir, overwrite)
+            resume = resumable(out_dir)
+        elif main:
+            refuse_previous_run(out_dir, overwrite)
         entries = _entries(data)
         weights = _weights(weight, entries)
         train, valid = {}, {}
         for name, path, own_target, _ in entries:
             own = own_target or target
             rows = [_renamed(e, {own: target}) for e in read_labeled(path, [own], Layout())]
-            train[name], valid_rows = _train_valid(rows, path, valid_split, train_split, None)
+            train[name], valid_rows = train_valid(rows, path, valid_split, train_split, None)
             if valid_rows:
                 valid[name] = valid_rows
         from ..api import RegressionLM
 
         model = RegressionLM(
-            model=_model_config(preset, 256), targets=[target], train=train_cfg, task_key=task_key
-        )
+            model=_model_config(preset, 256), targets=[target], train=train_cfg,
+            task_key=task_key, device=device, precision=precision.value,
+        )  # fmt: skip
         n = sum(map(len, train.values()))
         err.print(f"pretraining on {len(train)} tasks, {n:,} rows -> {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_layout(out_dir, Layout(), ",".join(data), n, sum(map(len, valid.values())))
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_layout(out_dir, Layout(), ",".join(data), n, sum(map(len, valid.values())))
         with stopped_training(": to continue, run the same command with --resume"):
             model.pretrain(
                 train, weights=weights, valid=valid or None, run_dir=out_dir, resume=resume
             )
+        if not main:
+            return
         _print_train_summary(model, out_dir, n, sum(map(len, valid.values())))
 
 
@@ -235,6 +248,8 @@ def finetune(
     ] = None,
     train_split: TrainSplit = "train",
     valid_split: ValidSplit = None,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
     """Adapt a checkpoint to DATA (a new task, keys or targets) from a few rows; save to --out."""
     with user_errors():
@@ -246,8 +261,10 @@ def finetune(
         names = list(renames) or checkpoint_targets(directory)
         rows = read_labeled(data, names, layout, any_target=not renames)
         rows = [_renamed(e, renames) for e in rows]
-        train_rows, valid_rows = _train_valid(rows, data, valid_split, train_split, None)
-        model: Any = load_model(directory, runtime="torch")
+        train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, None)
+        model: Any = load_model(
+            directory, runtime="torch", device=device, precision=precision.value
+        )
         if task is not None:
             if model.task_key is None:
                 raise ValueError(f"--task {task}: this model has no task key; drop --task")

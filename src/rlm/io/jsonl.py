@@ -5,19 +5,24 @@ predict``'s streaming (files and stdin) share, and the one line writer. Torch-fr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 Record = dict[str, Any]
 
 
-def jsonl_objects(lines: Iterable[str], where: str) -> Iterator[tuple[int, Record]]:
-    """(index, object) per non-blank line; errors name ``where:lineno`` and the fix."""
+def jsonl_objects(
+    lines: Iterable[str], where: str, keep: Callable[[int], bool] | None = None
+) -> Iterator[tuple[int, Record]]:
+    """(index, object) per non-blank line; errors name ``where:lineno`` and the fix. ``keep``:
+    only the rows whose index it accepts are parsed (a reader's shard of the file)."""
     index = -1
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         index += 1
+        if keep is not None and not keep(index):
+            continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:

@@ -12,7 +12,7 @@ Rows come from ``rows.iter_rows`` and inputs from ``rows.take_input``, the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 from .examples import Example, target_names
 from .files import FileKind, file_kind
-from .rows import Layout, iter_rows, row_label, take_input
+from .rows import WHOLE, Layout, Shard, iter_rows, row_label, take_input
 
 Builder = Callable[[Mapping[str, Any], int], Example]
 
@@ -106,15 +106,17 @@ class _Reading:
     split_column: str = "split"
 
 
-def _read(path: Path, kind: FileKind, build: Builder, ask: _Reading) -> list[Example]:
-    """The loop every reader shares.
+def _examples(
+    path: Path, kind: FileKind, build: Builder, ask: _Reading, shard: Shard = WHOLE
+) -> Iterator[Example]:
+    """The loop every reader shares, one example at a time (``shard``: that part of the rows).
 
     The split filter runs *before* an example is built, so a bad row in another split does not
     block this one; a split filter on a row without a split is an error. Errors gain the path.
     """
-    out: list[Example] = []
+    n = 0
     try:
-        for index, (_, rec) in enumerate(iter_rows(path, kind=kind)):
+        for index, (_, rec) in enumerate(iter_rows(path, kind=kind, shard=shard)):
             if ask.split is not None:
                 rsplit = rec.get(ask.split_column)
                 if rsplit is None:
@@ -125,13 +127,19 @@ def _read(path: Path, kind: FileKind, build: Builder, ask: _Reading) -> list[Exa
                     )
                 if str(rsplit) != ask.split:
                     continue
-            out.append(build(rec, index))
-            if ask.limit is not None and len(out) >= ask.limit:
+            yield build(rec, index)
+            n += 1
+            if ask.limit is not None and n >= ask.limit:
                 break
     except ValueError as e:
         if str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: {e}") from e
+
+
+def _read(path: Path, kind: FileKind, build: Builder, ask: _Reading) -> list[Example]:
+    """Every example of the file, checked: a requested target no row has is an error."""
+    out = list(_examples(path, kind, build, ask))
     # A requested target that no row has is almost surely a typo: say so instead of masking it.
     if ask.targets is not None and not ask.allow_unlabeled and out:
         seen = set(target_names(out))
@@ -166,15 +174,32 @@ def read_jsonl(
     ``limit`` stops after that many kept rows. A row without targets is an error unless
     ``allow_unlabeled`` (prediction inputs).
     """
-    flat = y_key is None
-    _check_options(targets, x_keys, x_column, limit, flat=flat, allow_unlabeled=allow_unlabeled)
-    ask = _Reading(targets, split, limit, allow_unlabeled)
-    layout = Layout(x_key=x_key, x_columns=x_keys, x_column=x_column)
-    if y_key is None:
-        build: Builder = partial(_flat_example, targets=targets or (), layout=layout, ask=ask)
-    else:
-        build = partial(_nested_example, layout=layout, y_key=y_key, ask=ask)
+    build, ask = _reading(
+        targets, Layout(x_key, x_keys, x_column), y_key, split, limit, allow_unlabeled
+    )
     return _read(Path(path), "jsonl", build, ask)
+
+
+def _reading(
+    targets: Sequence[str] | None,
+    layout: Layout,
+    y_key: str | None,
+    split: str | None,
+    limit: int | None,
+    allow_unlabeled: bool,
+    id_column: str = "id",
+    split_column: str = "split",
+) -> tuple[Builder, _Reading]:
+    """The options checked, and how each row becomes an Example (``y_key=None``: flat rows)."""
+    flat = y_key is None
+    _check_options(
+        targets, layout.x_columns, layout.x_column, limit, flat=flat,
+        allow_unlabeled=allow_unlabeled,
+    )  # fmt: skip
+    ask = _Reading(targets, split, limit, allow_unlabeled, id_column, split_column)
+    if y_key is None:
+        return partial(_flat_example, targets=targets or (), layout=layout, ask=ask), ask
+    return partial(_nested_example, layout=layout, y_key=y_key, ask=ask), ask
 
 
 def _flat_reader(kind: FileKind, doc: str) -> Callable[..., list[Example]]:
@@ -192,12 +217,10 @@ def _flat_reader(kind: FileKind, doc: str) -> Callable[..., list[Example]]:
         limit: int | None = None,
         allow_unlabeled: bool = False,
     ) -> list[Example]:
-        _check_options(
-            targets, x_columns, x_column, limit, flat=True, allow_unlabeled=allow_unlabeled
-        )
-        ask = _Reading(targets, split, limit, allow_unlabeled, id_column, split_column)
         layout = Layout(x_columns=x_columns, x_column=x_column)
-        build = partial(_flat_example, targets=targets, layout=layout, ask=ask)
+        build, ask = _reading(
+            targets, layout, None, split, limit, allow_unlabeled, id_column, split_column
+        )
         return _read(Path(path), kind, build, ask)
 
     read.__name__ = read.__qualname__ = f"read_{kind}"
@@ -263,3 +286,21 @@ def read_examples(
         limit=limit,
         allow_unlabeled=allow_unlabeled,
     )
+
+
+def iter_examples(
+    path: str | Path,
+    *,
+    targets: Sequence[str] | None = None,
+    layout: Layout | None = None,
+    y_key: str | None = "y",
+    split: str | None = None,
+    shard: Shard = WHOLE,
+) -> Iterator[Example]:
+    """The examples of any supported file one at a time, as ``read_examples`` reads them
+    (``layout``: where inputs are; CSV and Parquet are flat), never all in memory; ``shard``:
+    only that part of the rows (``rlm.io.stream`` gives each reader its own)."""
+    kind = file_kind(path)
+    flat_y = None if kind != "jsonl" else y_key
+    build, ask = _reading(targets, layout or Layout(), flat_y, split, None, False)
+    return _examples(Path(path), kind, build, ask, shard)

@@ -26,29 +26,57 @@ from .tables import csv_cells, parquet_rows, parse_cell
 Row = tuple[dict[str, Any], dict[str, Any]]  # (raw, parsed)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th of ``count`` disjoint parts of a file's rows: what one reader of many
+    (data-parallel ranks x data-loader workers) reads. Every row is in exactly one part."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index} of {self.count}: need 0 <= index < count")
+
+    def keeps(self, i: int) -> bool:
+        """Whether row ``i`` (0-based, in file order) is in this part."""
+        return i % self.count == self.index
+
+
+WHOLE = Shard()
+
+
 def iter_rows(
-    path: Path | None, *, kind: FileKind | None = None, chunk_size: int = 1024
+    path: Path | None,
+    *,
+    kind: FileKind | None = None,
+    chunk_size: int = 1024,
+    shard: Shard = WHOLE,
 ) -> Iterator[Row]:
     """Stream the rows of a JSONL / CSV / Parquet file (``None``: JSON Lines on stdin).
 
     ``kind`` overrides the kind the name announces (``read_jsonl`` reads any name as JSONL);
-    ``chunk_size`` is the Parquet record batch held in memory.
+    ``chunk_size`` is the Parquet record batch held in memory. ``shard``: only that part of the
+    rows, parsed (JSONL: every count-th row; Parquet: every count-th row group, see
+    ``tables.parquet_rows``); the rest are skipped unparsed.
     """
+    keep = None if shard.count == 1 else shard.keeps
     if path is None:
-        for _, rec in jsonl_objects(sys.stdin, "<stdin>"):
+        for _, rec in jsonl_objects(sys.stdin, "<stdin>", keep):
             yield rec, rec
         return
     kind = kind or file_kind(path)
     try:
         if kind == "jsonl":
             with open_text(path) as f:
-                for _, rec in jsonl_objects(f, str(path)):
+                for _, rec in jsonl_objects(f, str(path), keep):
                     yield rec, rec
         elif kind == "csv":
-            for _, cells in csv_cells(path):
-                yield cells, {k: parse_cell(v) for k, v in cells.items()}
+            for i, cells in csv_cells(path):
+                if keep is None or keep(i):
+                    yield cells, {k: parse_cell(v) for k, v in cells.items()}
         else:
-            for rec in parquet_rows(path, chunk_size):
+            for rec in parquet_rows(path, chunk_size, (shard.index, shard.count)):
                 yield rec, rec
     except (EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
         # a damaged or mislabelled file: the format library's own exception, said plainly

@@ -66,8 +66,28 @@ def csv_cells(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield index, {k: "" if v is None else v for k, v in raw.items()}
 
 
-def parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
-    """A Parquet file's rows, one record batch in memory at a time; nulls read as None."""
+def parquet_rows(
+    path: Path, batch_size: int = 1024, shard: tuple[int, int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """A Parquet file's rows, one record batch in memory at a time; nulls read as None.
+    ``shard=(i, n)``: only the i-th of n disjoint parts: every n-th row group from the i-th
+    (whole groups are never read by other shards), or every n-th row when the file has fewer
+    row groups than shards."""
     pq = pyarrow_parquet()
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-        yield from batch.to_pylist()
+    f = pq.ParquetFile(path)
+    if shard is None or shard[1] == 1:
+        for batch in f.iter_batches(batch_size=batch_size):
+            yield from batch.to_pylist()
+        return
+    i, n = shard
+    if f.num_row_groups >= n:
+        groups = list(range(i, f.num_row_groups, n))
+        for batch in f.iter_batches(batch_size=batch_size, row_groups=groups):
+            yield from batch.to_pylist()
+        return
+    index = 0
+    for batch in f.iter_batches(batch_size=batch_size):
+        for rec in batch.to_pylist():
+            if index % n == i:
+                yield rec
+            index += 1

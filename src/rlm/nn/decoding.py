@@ -23,11 +23,15 @@ __all__ = ["DecodeConfig", "GrammarTable", "decode", "decode_memory"]
 class GrammarTable:
     """The grammar as tensors: table (states, V) int64 and its boolean mask (training loss)."""
 
-    def __init__(self, grammar: Grammar) -> None:
+    def __init__(self, grammar: Grammar, device: torch.device | None = None) -> None:
         self.grammar = grammar
-        self.table = torch.as_tensor(grammar.table, dtype=torch.int64)
+        self.table = torch.as_tensor(grammar.table, dtype=torch.int64, device=device)
         self.mask = self.table >= 0
         self.start = grammar.start
+
+    def to(self, device: torch.device) -> GrammarTable:
+        """The same grammar with its tensors on ``device``."""
+        return self if self.table.device == device else GrammarTable(self.grammar, device)
 
 
 @torch.inference_mode()
@@ -69,11 +73,13 @@ def decode_memory(
     n, length = b * samples, length or model.out_len
     kv = model.cross_kv(memory)  # per layer 2 x (B, h, T, dh), shared by the samples
     mask = model.attn_mask(pad)  # (B, 1, 1, T), broadcast over the S sample-queries
-    cache = model.new_cache(n, dtype=memory.dtype)
+    device = memory.device
+    cache = model.new_cache(n, dtype=memory.dtype, device=device)
 
     def step(tok: np.ndarray, pos: int) -> np.ndarray:
-        logits = model.decode_step(torch.from_numpy(tok), pos, cache, kv, mask, samples)
-        return logits.float().numpy()  # (N, V)
+        prev = torch.from_numpy(tok).to(device)
+        logits = model.decode_step(prev, pos, cache, kv, mask, samples)
+        return logits.float().cpu().numpy()  # (N, V)
 
     out = decode_tokens(step, n, length, grammar, config, model.bos, uniforms)
     return out.reshape(b, samples, length)

@@ -35,9 +35,10 @@ from ..numbers.targets import TargetCodec
 from ..predict.draws import value_draws
 from .config import ModelConfig
 from .decoding import decode_memory
+from .device import CPU, Placement
 from .model import RegressionTransformer
 from .sampling import TorchNetwork
-from .source import Row, collate
+from .source import Row
 
 # memory (A*M, T, D) and padding (A*M, T) of the active inputs -> (points (A, K) in the head's
 # units, the head's output per input (A, ...): greedy tokens or value-head output)
@@ -136,9 +137,10 @@ class ExitNetwork(TorchNetwork):
         codec: TargetCodec,
         scaler: TargetScaler | None,
         log: list[np.ndarray],
+        placement: Placement = CPU,
     ) -> None:
         check_exits(net.cfg)
-        super().__init__(net, pad_id)
+        super().__init__(net, pad_id, placement)
         self.tolerance = check_tolerance(tolerance)
         self.codec, self.scaler, self.log = codec, scaler, log
 
@@ -160,7 +162,7 @@ class ExitNetwork(TorchNetwork):
             toks = decode_memory(self.net, mem, pad, grammar, 1, greedy, length)  # (A, 1, L)
             return self.codec.decode(toks[:, 0], objectives=objectives), toks[:, 0]
 
-        src = collate(rows, self.pad_id)
+        src = self.source(rows)
         x = self.net.embed(src)
         memory, toks, taken = walk(
             self.net, x, src.pad, check, self.tolerance, 1, not config.greedy
@@ -177,10 +179,10 @@ class ExitNetwork(TorchNetwork):
         scaler, head, m = self.scaler, self.net.value_head, self.net.cfg.members
 
         def check(mem: torch.Tensor, pad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-            out = head(mem, pad).float().numpy()  # (A, M, K, C)
+            out = head(mem, pad).float().cpu().numpy()  # (A, M, K, C)
             return scaler.inverse(value_draws(out, None))[:, 0], out
 
-        x, pad = self.net.member_inputs(collate(rows, self.pad_id))
+        x, pad = self.net.member_inputs(self.source(rows))
         _, out, taken = walk(self.net, x, pad, check, self.tolerance, m, keep_memory=False)
         self.log.append(taken)
         return out

@@ -67,5 +67,5 @@ def value_loss(
     else:
         var = variance(out)
         per = 0.5 * (var.log() + (target - mu) ** 2 / var)
-    count = mask.sum() if over is None else torch.tensor(over)
+    count = mask.sum() if over is None else torch.tensor(over, device=mask.device)
     return (per * mask).sum() / (count * mu.shape[1]).clamp_min(1.0)

@@ -42,16 +42,25 @@ class Batch:
         return float(w.sum())
 
 
-def make_batch(idx: np.ndarray, src: Sequence[Row], tg: Targets, pad_id: int) -> Batch:
+def make_batch(
+    idx: np.ndarray,
+    src: Sequence[Row],
+    tg: Targets,
+    pad_id: int,
+    device: torch.device | None = None,
+) -> Batch:
+    """The examples ``idx`` as padded tensors, on ``device`` (default: the CPU)."""
     inputs = collate([src[i] for i in idx], pad_id)
+    if device is not None and device.type != "cpu":
+        inputs = inputs.to(device)
+
+    def tensor(a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype, device=device)
+
     if isinstance(tg, ScaledTargets):
-        values, mask = torch.as_tensor(tg.values[idx]), torch.as_tensor(tg.mask[idx])
-        return Batch(inputs, None, None, None, values, mask)
+        return Batch(inputs, None, None, None, tensor(tg.values[idx]), tensor(tg.mask[idx]))
     return Batch(
-        inputs,
-        torch.as_tensor(tg.ids[idx]),
-        torch.as_tensor(tg.weight[idx]),
-        torch.as_tensor(tg.states[idx], dtype=torch.int64),
+        inputs, tensor(tg.ids[idx]), tensor(tg.weight[idx]), tensor(tg.states[idx], torch.int64)
     )
 
 
@@ -68,10 +77,14 @@ def grammar_loss(
     the mean over the model's exits (training); False: the last layer's alone (selection)."""
     assert batch.tgt is not None and batch.weight is not None and batch.states is not None
     b = batch.tgt.shape[0]
-    bos = torch.full((b, 1), model.bos, dtype=torch.int64)
+    device = batch.tgt.device
+    bos = torch.full((b, 1), model.bos, dtype=torch.int64, device=device)
     tgt_in = torch.cat([bos, batch.tgt[:, :-1]], dim=1)  # (B, L): shift right behind BOS
     allowed = grammar.mask[batch.states]  # (B, L, V)
-    total, denominator = torch.zeros(()), max(batch.weight_sum if over is None else over, 1.0)
+    total, denominator = (
+        torch.zeros((), device=device),
+        max(batch.weight_sum if over is None else over, 1.0),
+    )
     # one loss per exit (the last layer alone without exits), averaged: every exit learns
     last = None if every_exit else (model.cfg.enc_layers,)
     exits = model.logits_per_exit(batch.src, tgt_in, last)  # each (B, L, V)

@@ -357,11 +357,13 @@ class RegressionTransformer(nn.Module):
         return out
 
     # -- incremental decoding ---------------------------------------------------------------------
-    def new_cache(self, n: int, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    def new_cache(
+        self, n: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+    ) -> list[torch.Tensor]:
         """Self-attention KV cache per decoder layer: (2, N, h, L, dh), zero-filled."""
         dh = self.cfg.dec_d_model // self.cfg.dec_heads
         return [
-            torch.zeros(2, n, b.self_attn.h, self.out_len, dh, dtype=dtype)
+            torch.zeros(2, n, b.self_attn.h, self.out_len, dh, dtype=dtype, device=device)
             for b in self.decoder_layers
         ]
 

@@ -44,7 +44,8 @@ def importance(
 ) -> dict[nn.Module, torch.Tensor]:
     """Per attention (heads,) and MLP (neurons,): importance on up to ``rows`` training rows."""
     modules = [m for m in net.modules() if isinstance(m, SelfAttention | CrossAttention | MLP)]
-    sums = {m.proj: torch.zeros(m.proj.in_features) for m in modules}
+    device = next(net.parameters()).device
+    sums = {m.proj: torch.zeros(m.proj.in_features, device=device) for m in modules}
     seen = dict.fromkeys(sums, 0)
 
     def record(proj: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -57,7 +58,8 @@ def importance(
     net.eval()
     try:
         for i in range(0, len(order), 64):
-            batch_loss(net, make_batch(order[i : i + 64], src, targets, pad_id), grammar)
+            batch = make_batch(order[i : i + 64], src, targets, pad_id, device)
+            batch_loss(net, batch, grammar.to(device))
     finally:
         for h in hooks:
             h.remove()

@@ -5,7 +5,7 @@ The loss of a batch (grammar-masked cross-entropy, or a value head's) is ``rlm.n
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
 import signal
 import time
@@ -13,17 +13,29 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..inputs.padding import micro_batches
 from .averaging import WeightAverage
+from .batches import Batches, Item
 from .config import TrainConfig
 from .decoding import GrammarTable
+from .device import CPU, Placement
+from .distributed import (
+    ONE,
+    Sync,
+    World,
+    all_reduce_grads,
+    broadcast_floats,
+    broadcast_weights,
+    check_same,
+)
 from .loss import Batch, Targets, batch_loss, make_batch
 from .model import RegressionTransformer
+from .progress import progress_bar, record
 from .resume import (
     Checkpoints,
     Interrupted,
@@ -38,31 +50,6 @@ from .runtime import release_memory
 # lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
 from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
 from .source import Row
-
-
-def length_batches(
-    lengths: Sequence[int],
-    batch_size: int,
-    rng: np.random.Generator,
-    weights: np.ndarray | None = None,
-) -> list[np.ndarray]:
-    """Shuffled batches of similar-length examples (less padding, same randomness per epoch).
-
-    Shuffle, cut into chunks of 50 batches, sort each chunk by length, slice, shuffle batches.
-    ``weights`` (one per example, summing to 1): an epoch is as many draws, with replacement,
-    of example i with probability ``weights[i]`` (a pretraining mixture's task weights).
-    """
-    n = len(lengths)
-    order = rng.permutation(n) if weights is None else rng.choice(n, size=n, p=weights)
-    lens = np.asarray(lengths)
-    chunk = batch_size * 50
-    batches = []
-    for i in range(0, len(order), chunk):
-        part = order[i : i + chunk]
-        part = part[np.argsort(lens[part], kind="stable")]
-        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 @dataclass
@@ -97,6 +84,7 @@ def eval_loss(
     pad_id: int,
     batch_size: int = TrainConfig.batch_size,
     max_positions: int = TrainConfig.max_positions,
+    placement: Placement = CPU,
 ) -> float:
     """Mean loss of the last layer (what selection keeps; early exits are trained, not
     selected on) over the rows, in length-sorted batches of at most ``max_positions``."""
@@ -107,9 +95,11 @@ def eval_loss(
     members = model.cfg.members
     for i in range(0, len(order), batch_size):
         for part in micro_batches(order[i : i + batch_size], lengths, max_positions, members):
-            batch = make_batch(part, src, tg, pad_id)
+            batch = make_batch(part, src, tg, pad_id, placement.device)
             w = batch.weight_sum
-            total += float(batch_loss(model, batch, grammar, every_exit=False)) * w
+            with placement.autocast():
+                loss = batch_loss(model, batch, grammar, every_exit=False)
+            total += float(loss) * w
             weight += w
     return total / max(weight, 1.0)
 
@@ -148,6 +138,8 @@ class _Run:
         self.pos, self.result.history = state.position, state.history
         self.best = Best(state.best_score, state.best_epoch, best, state.bad_evals)
         if self.ema is not None:
+            device = next(self.model.parameters()).device  # the file's tensors are on the CPU
+            avg = None if avg is None else {k: v.to(device) for k, v in avg.items()}
             self.ema.avg, self.ema.steps = avg or self.ema.avg, state.ema_steps
         self.sched.cooldown = None if state.cooldown is None else Cooldown(**state.cooldown)
         self.sched.start = time.perf_counter() - state.position.elapsed_s
@@ -162,8 +154,7 @@ class _Run:
 
 def train(
     model: RegressionTransformer,
-    src: Sequence[Row],
-    targets: Targets,
+    data: Batches,
     grammar: GrammarTable,
     cfg: TrainConfig,
     pad_id: int,
@@ -175,7 +166,7 @@ def train(
     resume: bool = False,
     fingerprint: str = "",
     on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None = None,
-    sample_weights: np.ndarray | None = None,
+    placement: Placement = CPU,
 ) -> TrainResult:
     """Fit ``model`` in place and restore the best weights seen on validation.
 
@@ -184,15 +175,21 @@ def train(
     run writes ``metrics.jsonl`` and resumable checkpoints there (``rlm.nn.resume``; each also
     hands the best weights so far to ``on_checkpoint``), stops cleanly on SIGINT/SIGTERM by
     raising ``Interrupted``, and ``resume=True`` continues the run saved there; ``fingerprint``
-    names the data and options, so a resume on other ones is refused. ``sample_weights``:
-    how likely each training example is drawn (see ``length_batches``); None: each once.
+    names the data and options, so a resume on other ones is refused. ``data``: the epochs'
+    batches (``rlm.nn.batches``: rows in memory, or streamed from files). ``placement``: the device (the model must already be there) and precision. Under torchrun
+    each process takes its share of every global batch (``rlm.nn.distributed``); only rank 0
+    logs and writes.
     """
-    if sample_weights is not None and len(sample_weights) != len(src):
-        raise ValueError(f"{len(sample_weights)} sample weights for {len(src)} examples")
     torch.manual_seed(cfg.seed)
+    world = World.current(placement)
+    device, sync = placement.device, Sync(world, placement.device)
+    grammar = grammar.to(device)
+    if world.active:
+        shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+        check_same(f"{shapes}{data.digest()}", "models or training rows", device)
+        broadcast_weights(model)  # every rank starts from rank 0's weights
     rng = np.random.default_rng(cfg.seed)
-    lengths = [len(s) for s in src]
-    steps_per_epoch = math.ceil(len(src) / cfg.batch_size)
+    steps_per_epoch = data.steps_per_epoch
     total = cfg.max_steps or steps_per_epoch * cfg.max_epochs
     ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     run = _Run(model, _optimizer(model, cfg), Schedule(cfg, total, time.perf_counter()), ema)
@@ -203,8 +200,9 @@ def train(
     keeper = (
         None if run_dir is None else Checkpoints(cfg.checkpoint_every_s, cfg.checkpoint_every_steps)
     )
-    metrics_file = None if run_dir is None else metrics_file_for(run_dir, run.result.history)
-    progress = _progress(cfg.progress, total)
+    writes = run_dir is not None and world.main
+    metrics_file = metrics_file_for(run_dir, run.result.history) if writes else None  # type: ignore[arg-type]
+    progress = progress_bar(cfg.progress and world.main, total)
     task = None
     if progress:
         task = progress.add_task(
@@ -217,33 +215,49 @@ def train(
                 if epoch != run.pos.epoch or not run.pos.rng:  # a new epoch, not a resumed one
                     pos = run.pos
                     run.pos = Position(epoch, 0, pos.step, rng=rng.bit_generator.state, lr=pos.lr)
-                    if keeper and keeper.signal is not None:  # it came during validation
-                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint)
+                    if keeper and (stop := sync.checkpoint(False, keeper.signal is not None)[1]):
+                        # it came during validation
+                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint, world, stop)
                 rng.bit_generator.state = run.pos.rng  # the epoch's batch order, drawn again
                 model.train()
                 ep_start, ep_n0 = time.perf_counter(), run.pos.ep_n
-                batches = length_batches(lengths, cfg.batch_size, rng, sample_weights)
-                for idx in batches[run.pos.batch :]:
-                    if sched.over(run.pos.step):
+                items = itertools.islice(data.epoch(epoch, rng, world), run.pos.batch, None)
+                while True:
+                    # a rank whose share of the data ran out steps on with nothing until every
+                    # rank's has (streamed shards differ in length; in memory they never do)
+                    item = next(items, None)
+                    batch = [] if item is None else _parts(item, model, cfg, pad_id, device)
+                    mine = 0 if item is None else len(item.idx)
+                    over, stop, n, more = sync.step(
+                        sum(p.weight_sum for p in batch), sched.over(run.pos.step), mine,
+                        item is not None,
+                    )  # fmt: skip
+                    if stop or not more:
                         break
-                    parts = micro_batches(idx, lengths, cfg.max_positions, model.cfg.members)
-                    batch = [make_batch(part, src, targets, pad_id) for part in parts]
                     run.pos.lr = sched.lr(run.pos.step)
-                    loss = _step(model, run.opt, batch, grammar, cfg, run.pos.lr)
+                    loss = _step(
+                        model, run.opt, batch, grammar, cfg, run.pos.lr, placement, world, over
+                    )
                     if ema is not None:
                         ema.update(model)
                     run.pos.step, run.pos.batch = run.pos.step + 1, run.pos.batch + 1
-                    run.pos.ep_loss += loss * len(idx)
-                    run.pos.ep_n += len(idx)
+                    run.pos.ep_loss += loss * n
+                    run.pos.ep_n += n
                     if progress:
                         rate = (run.pos.ep_n - ep_n0) / max(time.perf_counter() - ep_start, 1e-9)
                         progress.update(
                             task, advance=1, loss=run.pos.ep_loss / run.pos.ep_n, ex_s=rate
                         )
-                    if keeper and keeper.due(run.pos.step):
-                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint)
+                    if keeper:
+                        due, stop = sync.checkpoint(
+                            keeper.due(run.pos.step), keeper.signal is not None
+                        )
+                        if due:
+                            _checkpoint(
+                                run, keeper, run_dir, fingerprint, on_checkpoint, world, stop
+                            )
                 step = run.pos.step
-                done = sched.over(step)
+                done = sync.over(sched.over(step))
                 if done and run.pos.ep_n == 0:  # the clock ran out before this epoch began
                     result.stopped = stop_reason(sched.cooled(step), step, total, cfg)
                     break
@@ -260,10 +274,12 @@ def train(
                     row["cooldown"] = True
                 if valid is not None and (epoch % cfg.eval_every == 0 or done):
                     with ema.applied(model) if ema is not None else nullcontext():
-                        score = _validate(row, model, valid, grammar, pad_id, cfg, score_fn)
+                        score = _validate(
+                            row, model, valid, grammar, pad_id, cfg, score_fn, placement, world
+                        )
                         run.best.update(score, epoch, model)
                 result.history.append(row)
-                _record(row, metrics_file, None if progress else log)
+                record(row, metrics_file, None if progress or not world.main else log)
                 if done:
                     result.stopped = stop_reason(sched.cooled(step), step, total, cfg)
                     break
@@ -291,28 +307,41 @@ def train(
     return result
 
 
+def _parts(
+    item: Item, model: RegressionTransformer, cfg: TrainConfig, pad_id: int, device: torch.device
+) -> list[Batch]:
+    """An item's examples as micro-batches of at most ``max_positions`` positions."""
+    parts = micro_batches(item.idx, item.lengths, cfg.max_positions, model.cfg.members)
+    return [make_batch(part, item.rows, item.targets, pad_id, device) for part in parts]
+
+
 def _checkpoint(
     run: _Run,
     keeper: Checkpoints,
     run_dir: Path,
     fingerprint: str,
     on_checkpoint: Callable[[dict[str, torch.Tensor]], None] | None,
+    world: World,
+    stop: bool,
 ) -> None:
-    """Save the run (and hand out its best weights); after a stop signal, stop here."""
+    """Save the run (rank 0; and hand out its best weights); after a stop signal (on any rank,
+    ``stop``), stop here, every rank once rank 0's files are written."""
     keeper.saving = True
     try:
-        if on_checkpoint is not None:
-            on_checkpoint(run.final_weights())
-        run.save(run_dir, fingerprint)
+        if world.main:
+            if on_checkpoint is not None:
+                on_checkpoint(run.final_weights())
+            run.save(run_dir, fingerprint)
     finally:
         keeper.saving = False
     keeper.saved()
-    if keeper.signal is not None:
-        name = signal.Signals(keeper.signal).name
+    if stop:
+        world.barrier()  # a rank that left early would make torchrun stop rank 0 mid-save
+        signum = keeper.signal or signal.SIGTERM
         raise Interrupted(
-            f"training stopped by {name} at step {run.pos.step}; its state and best weights so "
-            f"far are saved in {run_dir}",
-            keeper.signal,
+            f"training stopped by {signal.Signals(signum).name} at step {run.pos.step}; its "
+            f"state and best weights so far are saved in {run_dir}",
+            signum,
         )
 
 
@@ -323,30 +352,31 @@ def _step(
     grammar: GrammarTable,
     cfg: TrainConfig,
     lr: float,
+    placement: Placement = CPU,
+    world: World = ONE,
+    over: float | None = None,
 ) -> float:
     """One optimiser step at learning rate ``lr`` on a batch given as micro-batches (their
-    gradients add up to the whole batch's); returns the batch loss."""
+    gradients add up to the whole batch's); returns the batch loss. ``over``: the global
+    batch's loss weight when this is one rank's share of it (then gradients and loss are
+    summed across ranks before the update); default: these micro-batches'."""
     for group in opt.param_groups:
         group["lr"] = lr
     opt.zero_grad(set_to_none=True)
-    over, total = sum(part.weight_sum for part in batch), 0.0
+    total = 0.0
+    if over is None:
+        over = sum(part.weight_sum for part in batch)
     for part in batch:  # one part's activations at a time
-        loss = batch_loss(model, part, grammar, cfg.label_smoothing, over)
+        with placement.autocast():
+            loss = batch_loss(model, part, grammar, cfg.label_smoothing, over)
         loss.backward()
         total += float(loss.detach())
+    if world.active:
+        total = all_reduce_grads(model, total)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
     return total
-
-
-def _record(row: dict, metrics_file: IO[str] | None, log: Callable[[str], None] | None) -> None:
-    """One epoch's row to metrics.jsonl (flushed: a crash keeps every finished epoch) and log."""
-    if metrics_file:
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-    if log:
-        log(json.dumps(row))
 
 
 def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -374,41 +404,26 @@ def _validate(
     pad_id: int,
     cfg: TrainConfig,
     score_fn: Callable[[], float] | None,
+    placement: Placement = CPU,
+    world: World = ONE,
 ) -> float:
-    """Validation loss (and Spearman) into ``row``; returns the score to select on (higher wins)."""
-    # as training batches: larger ones only add a memory peak of their own (benchmarks/memory.py)
-    row["valid_loss"] = eval_loss(
-        model, valid[0], valid[1], grammar, pad_id, cfg.batch_size, cfg.max_positions
-    )
-    if cfg.select != "spearman":
-        return -row["valid_loss"]
-    if score_fn is None:
+    """Validation loss (and Spearman) into ``row``; returns the score to select on (higher
+    wins). Data-parallel: rank 0 validates and every rank takes its figures."""
+    if cfg.select == "spearman" and score_fn is None:
         raise ValueError("select='spearman' needs a score function (validation data)")
-    row["valid_spearman"] = score = score_fn()
-    return score
-
-
-def _progress(enabled: bool, total: int):
-    """A rich progress bar with loss and throughput, or None when disabled / not a terminal."""
-    if not enabled:
-        return None
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[ex_s]:.0f} ex/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    )
-    progress.start()
-    return progress
+    loss, spearman = math.nan, math.nan
+    if world.main:
+        # as training batches: larger ones only add a memory peak (benchmarks/memory.py)
+        loss = eval_loss(
+            model, valid[0], valid[1], grammar, pad_id, cfg.batch_size, cfg.max_positions,
+            placement,
+        )  # fmt: skip
+        if cfg.select == "spearman":
+            spearman = score_fn()  # type: ignore[misc]
+    if world.active:
+        loss, spearman = broadcast_floats([loss, spearman], placement.device)
+    row["valid_loss"] = loss
+    if cfg.select != "spearman":
+        return -loss
+    row["valid_spearman"] = spearman
+    return spearman

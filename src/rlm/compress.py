@@ -1,0 +1,73 @@
+"""Compression methods of a fitted ``RegressionLM`` (``rlm.api``), each returning a smaller or
+faster copy trained briefly: structured pruning (``rlm.nn.prune``) and early-exit heads
+(``rlm.nn.exits``). ``rlm compress`` is their command line; ``rlm.deploy`` exports the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .io import Example
+from .nn.config import TrainConfig
+from .nn.decoding import GrammarTable
+from .nn.exits import check_exits
+from .nn.prune import importance, prune_network
+
+if TYPE_CHECKING:
+    from .api import RegressionLM
+
+
+class Compression:
+    """Mixed into ``RegressionLM``: the methods below use its fitting machinery."""
+
+    def prune(
+        self: RegressionLM,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        amount: float,
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        train: TrainConfig | None = None,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """A copy of this model with ``amount`` (0..1) of every block's attention heads and MLP
+        neurons removed (the least important on ``X``, ``rlm.nn.prune``): smaller matrices,
+        file and compute, then a recovery fine-tune on ``X`` (``train``: how, usually a short
+        budget) with its own selection on ``valid`` and calibration. This model is unchanged."""
+        tok, codec, net = self._check_fitted()
+        train_ex, valid_ex = self._examples(X, y, valid)
+        scores = importance(
+            net, self.encode_inputs(train_ex), self._targets(train_ex),
+            GrammarTable(codec.grammar), tok.pad_id,
+        )  # fmt: skip
+        small = self._copy()
+        small.net = prune_network(net, scores, amount)
+        small.model_config = small.net.cfg
+        small.train_config = train or self.train_config
+        return small._train(train_ex, valid_ex, None, calibrate)
+
+    def add_exits(
+        self: RegressionLM,
+        X: Sequence[Any],
+        y: Any = None,
+        *,
+        exits: Sequence[int],
+        valid: Sequence[Example] | tuple[Sequence[Any], Any] | None = None,
+        train: TrainConfig | None = None,
+        calibrate: bool = True,
+    ) -> RegressionLM:
+        """A copy of this model whose head also reads the encoder after the layers in ``exits``
+        (1-based, below the last), fine-tuned on ``X`` on the mean of every exit's loss
+        (``train``: how, usually a short budget), so ``set_early_exit`` can stop easy inputs
+        early. No weights are added; this model is unchanged."""
+        _, _, net = self._check_fitted()
+        cfg = replace(net.cfg, exits=tuple(exits))  # validates the layers
+        check_exits(cfg)
+        train_ex, valid_ex = self._examples(X, y, valid)
+        tuned = self._copy()
+        assert tuned.net is not None
+        tuned.net.cfg = tuned.model_config = cfg
+        tuned.train_config = train or self.train_config
+        return tuned._train(train_ex, valid_ex, None, calibrate)

@@ -1,0 +1,188 @@
+"""Data-parallel training on ``torchrun``: each process takes its share of every global batch,
+gradients are summed across processes, and every decision is taken once for all of them.
+
+``torchrun --nproc-per-node N -m rlm.cli train ...`` (or a script calling ``fit``) sets
+``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; ``World.current()`` joins the process group the first
+time it is asked (gloo on CPUs, NCCL on CUDA). Nothing else changes for the caller.
+
+Why gradients are summed by hand rather than through ``DistributedDataParallel``: the loss of a
+step is a sum over micro-batches divided by the *global* batch's token (or objective) count,
+which is known only across ranks, and it calls several entry points of the model (per-exit
+logits, value heads) rather than ``forward``. One flat all-reduce per step of (gradients, the
+loss) then gives every rank exactly the single-process step on the same global batch:
+the same examples, the same denominator, the sum of the same per-example gradients (up to
+float rounding in the order of that sum).
+
+Agreement: every rank reads the same rows, builds the same vocabularies (checked), starts from
+rank 0's weights and steps with the same summed gradients, so weights stay identical. What is
+not deterministic across processes, the clock (a time budget, checkpoint timers) and signals,
+is decided by rank 0 or by any rank and shared (``Sync``); validation runs on rank 0 and
+its scores are broadcast, so early stopping and weight selection agree. Only rank 0 writes
+files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import Placement
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among ``size`` data-parallel processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    @classmethod
+    def current(cls, placement: Placement | None = None) -> World:
+        """From torchrun's environment; joins the process group on first use. ``placement``:
+        the device training runs on (NCCL for CUDA, gloo otherwise)."""
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            cuda = placement is not None and placement.device.type == "cuda"
+            if cuda:
+                torch.cuda.set_device(placement.device)  # type: ignore[union-attr]
+            dist.init_process_group("nccl" if cuda else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def shard(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's examples of a global batch: every size-th, from its rank. A batch sorted
+        by length gives every rank a similar share of positions."""
+        return idx[self.rank :: self.size] if self.active else idx
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+ONE = World()  # a single process
+
+
+def _dist():  # torch.distributed, imported where it is used
+    import torch.distributed as dist
+
+    return dist
+
+
+def sum_floats(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum across ranks (float64)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    _dist().all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_floats(values: list[float], device: torch.device) -> list[float]:
+    """Rank 0's values, on every rank."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    _dist().broadcast(t, 0)
+    return t.tolist()
+
+
+def broadcast_weights(model: torch.nn.Module) -> None:
+    """Every rank starts from rank 0's weights (and buffers)."""
+    for t in model.state_dict().values():
+        _dist().broadcast(t, 0)
+
+
+def check_same(text: str, what: str, device: torch.device) -> None:
+    """Refuse to train when ranks built different ``what`` (e.g. vocabularies from different
+    data): their gradients would not be summing the same parameters."""
+    digest = hashlib.sha256(text.encode()).digest()[:6]  # 48 bits: exact in a float64
+    mine = float(int.from_bytes(digest, "big"))
+    dist = _dist()
+    high = torch.tensor([mine], dtype=torch.float64, device=device)
+    low = high.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if high.item() != low.item():
+        raise ValueError(
+            f"the training processes built different {what}: every rank must read the same "
+            "rows in the same order (the same files and options on every node)"
+        )
+
+
+class Sync:
+    """The decisions every rank must take alike, shared in small all-reduces (none in one
+    process): the clock's and the checkpoint timer's are rank 0's, a stop signal is anyone's."""
+
+    def __init__(self, world: World, device: torch.device) -> None:
+        self.world, self.device = world, device
+
+    def step(
+        self, weight: float, over: bool, n: int = 0, more: bool = True
+    ) -> tuple[float, bool, int, bool]:
+        """Before a step: the global batch's loss weight, whether rank 0's clock says stop,
+        the global batch's examples, and whether any rank has examples left this epoch."""
+        if not self.world.active:
+            return weight, over, n, more
+        w, o, total, m = sum_floats(
+            [weight, float(over and self.world.main), float(n), float(more)], self.device
+        )
+        return w, o > 0, int(total), m > 0
+
+    def over(self, flag: bool) -> bool:
+        """Rank 0's answer (the clock) on every rank."""
+        return flag if not self.world.active else self.step(0.0, flag)[1]
+
+    def checkpoint(self, due: bool, signal: bool) -> tuple[bool, bool]:
+        """After a step: rank 0's checkpoint timer, and whether any rank caught a stop signal."""
+        if not self.world.active:
+            return due, signal
+        d, s = sum_floats([float(due and self.world.main), float(signal)], self.device)
+        return d > 0 or s > 0, s > 0
+
+
+def all_reduce_grads(model: torch.nn.Module, loss: float) -> float:
+    """Sum every parameter's gradient, and the step's loss, across ranks in one all-reduce;
+    returns the summed loss. A parameter without a gradient on some rank (no examples there)
+    counts as zeros; one without a gradient anywhere keeps none, as in one process (AdamW
+    skips it)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    ref = params[0]
+    flat = torch.cat(
+        [
+            torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                    for p in params
+                ]
+            ),
+            torch.tensor(
+                [float(p.grad is not None) for p in params] + [loss],
+                dtype=torch.float32,
+                device=ref.device,
+            ),
+        ]
+    )
+    _dist().all_reduce(flat)
+    offset = 0
+    n = len(params)
+    has = flat[-n - 1 : -1]
+    for i, p in enumerate(params):
+        size = p.numel()
+        if has[i] > 0:
+            p.grad = flat[offset : offset + size].view_as(p).to(p.dtype).clone()
+        offset += size
+    return float(flat[-1])
