@@ -133,6 +133,21 @@ def test_two_cpu_ranks_match_one_process(tmp_path: Path) -> None:
     assert two.stdout.count("training run") == 1  # and alone printed
 
 
+def test_two_ranks_stream_shards_of_different_lengths(tmp_path: Path) -> None:
+    # 13 rows, global batch 4: rank 0 reads 7 rows (4 batches of 2), rank 1 reads 6 (3), so
+    # rank 1 steps on with nothing in each epoch's last step
+    data = _rows_file(tmp_path / "rows.jsonl.gz", 13, split=False)
+    cmd = [*_train_cmd(data, tmp_path / "s"), "--stream", "--shuffle-buffer", "4"]
+    cmd[cmd.index("--batch-size") + 1] = "4"
+    out = subprocess.run(
+        [*TORCHRUN, "2", "-m", "rlm.cli", *cmd], capture_output=True, text=True,
+        timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + out.stdout
+    rows = [json.loads(r) for r in (tmp_path / "s/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 8, 12]
+
+
 def test_ranks_with_different_rows_are_refused(tmp_path: Path) -> None:
     script = tmp_path / "fit.py"
     script.write_text(

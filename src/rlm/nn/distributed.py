@@ -123,66 +123,69 @@ def check_same(text: str, what: str, device: torch.device) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What a data-parallel step shares besides gradients: its examples (summed over ranks),
+    whether rank 0's clock says stop and its checkpoint timer says save before the next step,
+    and whether any rank caught a stop signal. One process: its own figures."""
+
+    n: int = 0
+    over: bool = False
+    due: bool = False
+    signal: bool = False
+
+
 class Sync:
-    """The decisions every rank must take alike, shared in small all-reduces (none in one
-    process): the clock's and the checkpoint timer's are rank 0's, a stop signal is anyone's."""
+    """The decisions every rank must take alike outside a step, shared in small all-reduces
+    (none in one process): at an epoch's end, the clock (rank 0's) and a stop signal (any)."""
 
     def __init__(self, world: World, device: torch.device) -> None:
         self.world, self.device = world, device
 
-    def step(
-        self, weight: float, over: bool, n: int = 0, more: bool = True
-    ) -> tuple[float, bool, int, bool]:
-        """Before a step: the global batch's loss weight, whether rank 0's clock says stop,
-        the global batch's examples, and whether any rank has examples left this epoch."""
-        if not self.world.active:
-            return weight, over, n, more
-        w, o, total, m = sum_floats(
-            [weight, float(over and self.world.main), float(n), float(more)], self.device
-        )
-        return w, o > 0, int(total), m > 0
-
     def over(self, flag: bool) -> bool:
         """Rank 0's answer (the clock) on every rank."""
-        return flag if not self.world.active else self.step(0.0, flag)[1]
+        if not self.world.active:
+            return flag
+        return sum_floats([float(flag and self.world.main)], self.device)[0] > 0
 
     def checkpoint(self, due: bool, signal: bool) -> tuple[bool, bool]:
-        """After a step: rank 0's checkpoint timer, and whether any rank caught a stop signal."""
+        """Rank 0's checkpoint timer, and whether any rank caught a stop signal."""
         if not self.world.active:
             return due, signal
         d, s = sum_floats([float(due and self.world.main), float(signal)], self.device)
         return d > 0 or s > 0, s > 0
 
 
-def all_reduce_grads(model: torch.nn.Module, loss: float) -> float:
-    """Sum every parameter's gradient, and the step's loss, across ranks in one all-reduce;
-    returns the summed loss. A parameter without a gradient on some rank (no examples there)
-    counts as zeros; one without a gradient anywhere keeps none, as in one process (AdamW
-    skips it)."""
+def all_reduce_grads(
+    model: torch.nn.Module, loss: float, weight: float, mine: Shared, main: bool
+) -> tuple[float, Shared]:
+    """One all-reduce per step: every parameter's gradient and the loss (this rank's means,
+    weighted by its loss ``weight``), the weights, ``mine``'s figures, and which parameters
+    have a gradient; then gradients and loss become the global batch's means. Returns the
+    loss and the shared figures (``n == 0``: no rank had rows; the caller makes no update).
+
+    A parameter without a gradient on some rank (no rows there) counts as zeros; one without
+    a gradient anywhere keeps none, as in one process (AdamW skips it)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    ref = params[0]
-    flat = torch.cat(
-        [
-            torch.cat(
-                [
-                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                    for p in params
-                ]
-            ),
-            torch.tensor(
-                [float(p.grad is not None) for p in params] + [loss],
-                dtype=torch.float32,
-                device=ref.device,
-            ),
-        ]
-    )
+    device = params[0].device
+    grads = [
+        (p.grad * weight if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+        for p in params
+    ]
+    has = [float(p.grad is not None) for p in params]
+    tail = [
+        loss * weight, weight, float(mine.n), float(mine.over and main),
+        float(mine.due and main), float(mine.signal),
+    ]  # fmt: skip
+    flat = torch.cat([*grads, torch.tensor(has + tail, dtype=torch.float32, device=device)])
     _dist().all_reduce(flat)
-    offset = 0
-    n = len(params)
-    has = flat[-n - 1 : -1]
-    for i, p in enumerate(params):
+    loss_sum, total, n, over, due, signal = flat[-len(tail) :].tolist()
+    shared = Shared(round(n), over > 0, due > 0 or signal > 0, signal > 0)
+    total = total if total > 0 else 1.0  # no loss weight anywhere: the gradients are zeros
+    offset, flags = 0, flat[-len(tail) - len(params) : -len(tail)]
+    for p, flag in zip(params, flags.tolist(), strict=True):
         size = p.numel()
-        if has[i] > 0:
-            p.grad = flat[offset : offset + size].view_as(p).to(p.dtype).clone()
+        if flag > 0:
+            p.grad = (flat[offset : offset + size] / total).view_as(p).to(p.dtype)
         offset += size
-    return float(flat[-1])
+    return loss_sum / total, shared

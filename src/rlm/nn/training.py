@@ -26,6 +26,7 @@ from .decoding import GrammarTable
 from .device import CPU, Placement
 from .distributed import (
     ONE,
+    Shared,
     Sync,
     World,
     all_reduce_grads,
@@ -222,22 +223,30 @@ def train(
                 model.train()
                 ep_start, ep_n0 = time.perf_counter(), run.pos.ep_n
                 items = itertools.islice(data.epoch(epoch, rng, world), run.pos.batch, None)
+                shared = Shared()
                 while True:
                     # a rank whose share of the data ran out steps on with nothing until every
                     # rank's has (streamed shards differ in length; in memory they never do)
                     item = next(items, None)
-                    batch = [] if item is None else _parts(item, model, cfg, pad_id, device)
-                    mine = 0 if item is None else len(item.idx)
-                    over, stop, n, more = sync.step(
-                        sum(p.weight_sum for p in batch), sched.over(run.pos.step), mine,
-                        item is not None,
-                    )  # fmt: skip
-                    if stop or not more:
+                    if world.active:
+                        if shared.over:  # rank 0's clock, shared by the last step
+                            break
+                    elif item is None or sched.over(run.pos.step):
                         break
-                    run.pos.lr = sched.lr(run.pos.step)
-                    loss = _step(
-                        model, run.opt, batch, grammar, cfg, run.pos.lr, placement, world, over
+                    batch = [] if item is None else _parts(item, model, cfg, pad_id, device)
+                    lr = sched.lr(run.pos.step)
+                    mine = Shared(
+                        n=0 if item is None else len(item.idx),
+                        over=sched.over(run.pos.step + 1),  # rank 0's clock, for the next step
+                        due=bool(keeper and keeper.due(run.pos.step + 1)),
+                        signal=bool(keeper and keeper.signal is not None),
                     )
+                    loss, shared = _step(
+                        model, run.opt, batch, grammar, cfg, lr, placement, world, mine
+                    )
+                    if shared.n == 0:  # no rank had a row left: the epoch is over, no update
+                        break
+                    n, run.pos.lr = shared.n, lr
                     if ema is not None:
                         ema.update(model)
                     run.pos.step, run.pos.batch = run.pos.step + 1, run.pos.batch + 1
@@ -248,14 +257,9 @@ def train(
                         progress.update(
                             task, advance=1, loss=run.pos.ep_loss / run.pos.ep_n, ex_s=rate
                         )
-                    if keeper:
-                        due, stop = sync.checkpoint(
-                            keeper.due(run.pos.step), keeper.signal is not None
-                        )
-                        if due:
-                            _checkpoint(
-                                run, keeper, run_dir, fingerprint, on_checkpoint, world, stop
-                            )
+                    if keeper and (shared.due if world.active else keeper.due(run.pos.step)):
+                        stop = shared.signal if world.active else keeper.signal is not None
+                        _checkpoint(run, keeper, run_dir, fingerprint, on_checkpoint, world, stop)
                 step = run.pos.step
                 done = sync.over(sched.over(step))
                 if done and run.pos.ep_n == 0:  # the clock ran out before this epoch began
@@ -354,29 +358,34 @@ def _step(
     lr: float,
     placement: Placement = CPU,
     world: World = ONE,
-    over: float | None = None,
-) -> float:
+    mine: Shared | None = None,
+) -> tuple[float, Shared]:
     """One optimiser step at learning rate ``lr`` on a batch given as micro-batches (their
-    gradients add up to the whole batch's); returns the batch loss. ``over``: the global
-    batch's loss weight when this is one rank's share of it (then gradients and loss are
-    summed across ranks before the update); default: these micro-batches'."""
+    gradients add up to the whole batch's); returns the batch loss and what the ranks shared.
+
+    Data-parallel, the batch is this rank's share of the global batch: its mean gradient,
+    weighted by its share of the loss weight, is summed across ranks with the loss, the
+    weights and ``mine`` (examples, rank 0's clock and timer, any stop signal) in one
+    all-reduce, then divided by the global weight: the global batch's mean. No rank stepping
+    (no rows left anywhere) makes no update. One process: ``mine`` comes back as it is."""
     for group in opt.param_groups:
         group["lr"] = lr
     opt.zero_grad(set_to_none=True)
-    total = 0.0
-    if over is None:
-        over = sum(part.weight_sum for part in batch)
+    total, weight = 0.0, sum(part.weight_sum for part in batch)
     for part in batch:  # one part's activations at a time
         with placement.autocast():
-            loss = batch_loss(model, part, grammar, cfg.label_smoothing, over)
+            loss = batch_loss(model, part, grammar, cfg.label_smoothing, weight)
         loss.backward()
         total += float(loss.detach())
+    shared = mine or Shared(n=1)
     if world.active:
-        total = all_reduce_grads(model, total)
+        total, shared = all_reduce_grads(model, total, weight, shared, world.main)
+        if shared.n == 0:
+            return total, shared
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return total
+    return total, shared
 
 
 def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
