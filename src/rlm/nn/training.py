@@ -177,9 +177,9 @@ def train(
     hands the best weights so far to ``on_checkpoint``), stops cleanly on SIGINT/SIGTERM by
     raising ``Interrupted``, and ``resume=True`` continues the run saved there; ``fingerprint``
     names the data and options, so a resume on other ones is refused. ``data``: the epochs'
-    batches (``rlm.nn.batches``: rows in memory, or streamed from files). ``placement``: the device (the model must already be there) and precision. Under torchrun
-    each process takes its share of every global batch (``rlm.nn.distributed``); only rank 0
-    logs and writes.
+    batches (``rlm.nn.batches``: rows in memory, or streamed from files). ``placement``: the
+    device (the model must already be there) and precision. Under torchrun each process takes
+    its share of every global batch (``rlm.nn.distributed``); only rank 0 logs and writes.
     """
     torch.manual_seed(cfg.seed)
     world = World.current(placement)
