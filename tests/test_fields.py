@@ -20,7 +20,13 @@ from rlm.inputs.fields import (
     FieldEncoder,
     flatten,
 )
-from rlm.inputs.numtext import find_numbers, parse_number, piecewise_linear, quantile_edges
+from rlm.inputs.numtext import (
+    find_numbers,
+    parse_number,
+    piecewise_linear,
+    quantile_edges,
+    quantile_position,
+)
 
 
 @pytest.mark.parametrize(
@@ -224,3 +230,14 @@ def test_cli_trains_on_fields_and_info_shows_them(tmp_path) -> None:
     assert "Crf" in full["fields"]["fields"]
     shown = CliRunner().invoke(app, ["info", str(out)])
     assert "fields (how each key is read)" in shown.output
+
+
+FINITE = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(st.lists(FINITE, min_size=2, max_size=12, unique=True), FINITE, st.integers(0, 11))
+def test_quantile_position_is_numpy_interp_to_the_bit(edges, v, pick) -> None:
+    grid = tuple(sorted(edges))
+    for x in (v, grid[pick % len(grid)]):  # anywhere, and exactly on an edge
+        want = float(np.interp(x, grid, np.linspace(0.0, 1.0, len(grid))))
+        assert quantile_position(x, grid) == want

@@ -36,7 +36,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ..strict import strict_from_dict
-from .numtext import parse_number, piecewise_linear, quantile_edges, segments, signed_log
+from .numtext import (
+    parse_number,
+    piecewise_linear,
+    quantile_edges,
+    quantile_position,
+    segments,
+    signed_log,
+)
 from .text import format_number
 from .vocab import InputTokenizer, VocabConfig
 
@@ -119,7 +126,9 @@ def flatten(x: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     for k in sorted(x, key=_key_text(prefix)):
         path = f"{prefix}.{k}" if prefix else k
         v = x[k]
-        if isinstance(v, Mapping):
+        if type(v) in _PLAIN:  # most values: skip the abstract-class checks below (speed)
+            out.append((path, v))
+        elif isinstance(v, Mapping):
             out += flatten(v, path)
         elif isinstance(v, list | tuple):
             for i, e in enumerate(v):
@@ -128,6 +137,9 @@ def flatten(x: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             out.append((path, v))
     return out
+
+
+_PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars, exactly these types
 
 
 def _key_text(prefix: str):
@@ -144,6 +156,8 @@ def _scalar(key: str, v: Any) -> tuple[str, Any]:
     """Classify a field value: ("null" | "bool" | "number" | "string", normalised value)."""
     if v is None:
         return "null", None
+    if type(v) is int:  # the common case first, without the abstract-class check below
+        return "number", v
     if isinstance(v, bool):  # before numbers: bool is an int subclass
         return "string", "true" if v else "false"
     if isinstance(v, numbers.Real):
@@ -167,14 +181,12 @@ def _scalar(key: str, v: Any) -> tuple[str, Any]:
 
 def number_features(v: float, stats: KeyStats | None, bins: int) -> list[float]:
     """The value features of a number (layout in the module docstring)."""
-    sign = float(np.sign(v))
+    sign = float((v > 0) - (v < 0))
     if stats is None:  # a number inside a string, or of an unknown key: magnitude only
         return [1.0, sign, signed_log(v), 0.0, 0.0] + [0.0] * bins
     z = (v - stats.mean) / stats.std if stats.std > 0 else 0.0
     edges = stats.edges
-    q = 0.0
-    if edges:
-        q = float(np.interp(v, edges, np.linspace(0.0, 1.0, len(edges))))
+    q = quantile_position(v, edges) if edges else 0.0
     return [1.0, sign, signed_log(v), math.asinh(z), q, *piecewise_linear(v, edges, bins)]
 
 

@@ -20,9 +20,13 @@ Torch-free on purpose (a test enforces it).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 # A number starts where no word character, dot or digit-joiner precedes it, and ends where no
 # digit, word joiner or further dot follows (letters may: they are a unit). The exponent is
@@ -107,6 +111,29 @@ def piecewise_linear(v: float, edges: tuple[float, ...], bins: int) -> list[floa
             t = min(t, 1.0)
         out[j] = t
     return out
+
+
+@functools.cache
+def _grid(n: int) -> tuple[float, ...]:
+    """``np.linspace(0, 1, n)``, once per n."""
+    return tuple(np.linspace(0.0, 1.0, n).tolist())
+
+
+def quantile_position(v: float, edges: tuple[float, ...]) -> float:
+    """Where ``v`` falls among increasing ``edges``, from 0 at the first to 1 at the last,
+    linear in between: ``np.interp(v, edges, np.linspace(0, 1, len(edges)))`` to the bit, in
+    plain Python (a field encoder calls it once per number: numpy's per-call overhead was a
+    fifth of the time to predict a config)."""
+    grid = _grid(len(edges))
+    if v <= edges[0]:
+        return grid[0]
+    if v >= edges[-1]:
+        return grid[-1]
+    j = bisect.bisect_right(edges, v) - 1  # edges[j] <= v < edges[j + 1]
+    if v == edges[j]:
+        return grid[j]
+    slope = (grid[j + 1] - grid[j]) / (edges[j + 1] - edges[j])
+    return slope * (v - edges[j]) + grid[j]
 
 
 def quantile_edges(values: list[float], bins: int) -> tuple[float, ...]:

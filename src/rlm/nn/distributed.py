@@ -167,25 +167,28 @@ def all_reduce_grads(
     A parameter without a gradient on some rank (no rows there) counts as zeros; one without
     a gradient anywhere keeps none, as in one process (AdamW skips it)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    device = params[0].device
-    grads = [
-        (p.grad * weight if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-        for p in params
-    ]
+    device, sizes = params[0].device, [p.numel() for p in params]
     has = [float(p.grad is not None) for p in params]
     tail = [
         loss * weight, weight, float(mine.n), float(mine.over and main),
         float(mine.due and main), float(mine.signal),
     ]  # fmt: skip
-    flat = torch.cat([*grads, torch.tensor(has + tail, dtype=torch.float32, device=device)])
+    # one copy into one flat float32 buffer (weights and gradients are float32, autocast or
+    # not), scaled in one op: per-tensor ops cost more than the copy at these sizes
+    flat = torch.cat(
+        [
+            *(p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in params),
+            torch.tensor(has + tail, dtype=torch.float32, device=device),
+        ]
+    )
+    grads = flat[: sum(sizes)]
+    grads.mul_(weight)
     _dist().all_reduce(flat)
     loss_sum, total, n, over, due, signal = flat[-len(tail) :].tolist()
     shared = Shared(round(n), over > 0, due > 0 or signal > 0, signal > 0)
     total = total if total > 0 else 1.0  # no loss weight anywhere: the gradients are zeros
-    offset, flags = 0, flat[-len(tail) - len(params) : -len(tail)]
-    for p, flag in zip(params, flags.tolist(), strict=True):
-        size = p.numel()
-        if flag > 0:
-            p.grad = (flat[offset : offset + size] / total).view_as(p).to(p.dtype)
-        offset += size
+    grads.div_(total)
+    flags = flat[len(grads) : len(grads) + len(params)].tolist()
+    for p, flag, g in zip(params, flags, grads.split(sizes), strict=True):
+        p.grad = g.view_as(p) if flag > 0 else None  # views of the reduced buffer
     return loss_sum / total, shared

