@@ -136,9 +136,15 @@ class ExampleStream:
         rng.shuffle(buffer)  # type: ignore[arg-type]
         yield from buffer
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, *, portable: bool = False) -> str:
         """Names what a resumed run must read again: the files (path, size, modification
-        time) and how they are read."""
-        parts = [f"{p.resolve()}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in self.paths]
+        time) and how they are read. ``portable``: file names and sizes only, the same for
+        copies of the files on other machines (what data-parallel ranks compare)."""
+        if portable:
+            parts = [f"{p.name}:{os.stat(p).st_size}" for p in self.paths]
+        else:
+            parts = [
+                f"{p.resolve()}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in self.paths
+            ]
         parts += [repr((self.targets, self.layout, self.y_key, self.split, self.config))]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -146,7 +146,7 @@ class Streamed:
                 yield Item(rows, targets, lengths, idx)
 
     def digest(self) -> str:
-        return self.stream.fingerprint()
+        return self.stream.fingerprint(portable=True)  # other nodes hold copies of the files
 
 
 class _Chunks(IterableDataset):

@@ -9,9 +9,9 @@ Checkpoints are written from CPU copies and load onto any device.
 bf16 is ``torch.autocast``: matrix products in bfloat16, norms, softmax and the loss in
 float32, weights and optimiser state in float32. ``"auto"`` turns it on for CUDA devices that
 support it and leaves CPUs and MPS in float32. On this project's 2-core AVX512-BF16 CPU
-(``benchmarks/scale.py``) autocast made the default field model (``compact``) slower to train
-(1,181 against 1,642 examples/s) and ``small`` faster (484 against 359): worth asking for with
-``precision="bf16"`` on such a CPU for the larger presets, not a default.
+(``benchmarks/scale.py``) autocast trained ``small`` 1.31x faster (495 against 379 examples/s)
+and the default field model ``compact`` no faster (1.07x; 0.72x in an earlier run): worth
+asking for with ``precision="bf16"`` on such a CPU for the larger presets, not a default.
 """
 
 from __future__ import annotations
