@@ -310,7 +310,14 @@ def test_cli_pretrain_then_finetune(tmp_path) -> None:
     model = RegressionLM.load(tuned)
     assert model.task_scaling is not None and set(model.task_scaling.scalers) == {"A", "B", "N"}
     assert model.predict([{"system": "N", **system_rows(1, NEW, 3)[0].x}]).shape == (1, 1)
+    # the new system's file, scored as fine-tuned: its psnr is the model's y, its rows task N
+    score = ["eval", str(tuned), str(tmp_path / "n.jsonl"), "--split", "all", "--json"]
+    r = runner.invoke(app, [*score, "--task", "N", "-t", "psnr=y"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["per_task"]["N"]["y"]["n"] == 24
     for bad, match in [
+        ([*score, "--task", "N", "-t", "psnr=zzz"], "the model writes ['y'], not ['zzz']"),
+        ([*score, "-t", "psnr=y"], "has no 'system'"),
         (["pretrain", str(tmp_path / "a.jsonl"), str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "p3")],
          "two datasets named"),
         (["pretrain", f"A={tmp_path / 'a.jsonl'}", "--weight", "A=x", "--out", str(tmp_path / "p2")],

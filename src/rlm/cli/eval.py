@@ -13,7 +13,17 @@ from ..io import Example
 from ..predict.metrics import check_level
 from ..predict.summary import score, score_by_task
 from .app import app, err, out, user_errors
-from .files import exit_summary, load_model, read_labeled, saved_layout, split_rows, splits_of
+from .files import (
+    exit_summary,
+    load_model,
+    read_labeled,
+    renamed,
+    saved_layout,
+    split_rows,
+    splits_of,
+    tagged,
+    target_renames,
+)
 from .format import metrics_table, task_table
 from .options import (
     CheckpointDir,
@@ -61,6 +71,22 @@ AsJson = Annotated[
 ]
 
 
+ScoredTargets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        "-t",
+        metavar="NAME[=AS]",
+        help="DATA's targets to score (repeat), by default the model's: NAME=AS scores DATA's "
+        "NAME as the model's target AS (a model fine-tuned with rlm finetune -t NAME=AS).",
+    ),
+]
+ScoredTask = Annotated[
+    str | None,
+    typer.Option(help="For a model with a task key: the task DATA's rows belong to."),
+]
+
+
 @app.command("eval")
 def evaluate(
     directory: CheckpointDir,
@@ -80,6 +106,8 @@ def evaluate(
     early_exit: EarlyExit = None,
     device: Device = "auto",
     precision: PrecisionOption = PrecisionKind.auto,
+    target: ScoredTargets = None,
+    task: ScoredTask = None,
 ) -> None:
     """Score a checkpoint on labeled data: Spearman, Kendall, MAE, MAPE, R², coverage, width."""
     with user_errors():
@@ -93,11 +121,18 @@ def evaluate(
         check_checkpoint(directory, deployment=True)
         layout = saved_layout(directory, x_key, x_columns, x_column)
         names = checkpoint_targets(directory)
-        rows = read_labeled(data, names, layout, any_target=True)
+        renames = target_renames(target or ())
+        unknown = [a or n for n, a in renames.items() if (a or n) not in names]
+        if unknown:
+            raise ValueError(f"--target: the model writes {names}, not {unknown}: use NAME=AS")
+        rows = read_labeled(data, list(renames) or names, layout, any_target=True)
+        rows = [renamed(e, renames) for e in rows]
         rows, scope = _scored_rows(rows, data, split)
         if limit is not None:
             rows = rows[:limit]
         model = load_model(directory, runtime, threads, early_exit, device, precision.value)
+        if task is not None:
+            (rows,) = tagged(model, task, rows)
         pred = model.distribution(rows, samples=samples, level=level, seed=seed)
         if line := exit_summary(model):
             err.print(line)

@@ -247,3 +247,27 @@ def exit_summary(model: Predictor) -> str | None:
         return None
     layers = model.model_config.enc_layers
     return f"early exit: mean exit layer {model.mean_exit_layer():.2f} of {layers}"  # type: ignore[attr-defined]
+
+
+def target_renames(specs: Sequence[str]) -> dict[str, str]:
+    """--target NAME[=AS] options -> {NAME: AS or ""}: DATA's target NAME read as the model's
+    AS; two NAMEs read as one AS are refused."""
+    out = dict(t.partition("=")[::2] for t in specs)
+    as_ = [a or n for n, a in out.items()]
+    if len(set(as_)) != len(as_) or len(out) != len(specs):
+        raise ValueError(f"--target {list(specs)}: each NAME once, and each learnt as its own AS")
+    return out
+
+
+def renamed(e: Example, names: dict[str, str]) -> Example:
+    """The row with each target ``own`` named ``names[own]`` (kept as it is where that is "")."""
+    return replace(e, y={names.get(k) or k: v for k, v in e.y.items()})
+
+
+def tagged(model: Any, task: str, *parts: list[Example] | None) -> tuple[Any, ...]:
+    """Each list of rows with ``task`` named under the model's task key (--task)."""
+    from ..transfer import mixture
+
+    if model.task_key is None:
+        raise ValueError(f"--task {task}: this model has no task key; drop --task")
+    return tuple(mixture({task: rows}, model.task_key) if rows else rows for rows in parts)

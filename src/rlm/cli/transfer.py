@@ -13,7 +13,6 @@ every weight (``pip install 'rlm[lora]'``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from ..checkpoint import check_checkpoint, checkpoint_targets
-from ..io import Example, Layout
+from ..io import Layout
 from .app import app, err, main_process, stopped_training, user_errors
 from .files import (
     LAYOUT_FILE,
@@ -29,7 +28,10 @@ from .files import (
     load_model,
     named_paths,
     read_labeled,
+    renamed,
     saved_layout,
+    tagged,
+    target_renames,
     write_layout,
 )
 from .options import (
@@ -121,7 +123,7 @@ def pretrain(
         train, valid = {}, {}
         for name, path, own_target, _ in entries:
             own = own_target or target
-            rows = [_renamed(e, {own: target}) for e in read_labeled(path, [own], Layout())]
+            rows = [renamed(e, {own: target}) for e in read_labeled(path, [own], Layout())]
             train[name], valid_rows = train_valid(rows, path, valid_split, train_split, None)
             if valid_rows:
                 valid[name] = valid_rows
@@ -208,11 +210,6 @@ def _weights(
     return given or None
 
 
-def _renamed(e: Example, names: dict[str, str]) -> Example:
-    """The row with each target ``own`` named ``names[own]`` (kept as it is where that is "")."""
-    return replace(e, y={names.get(k) or k: v for k, v in e.y.items()})
-
-
 TaskOption = Annotated[
     str | None,
     typer.Option(help="For a model with a task key: the task DATA's rows belong to (a new one)."),
@@ -257,18 +254,16 @@ def finetune(
         if out.resolve() == directory.resolve():
             raise ValueError("--out is the checkpoint directory: write to another one")
         layout = saved_layout(directory, None, None, None)
-        renames = _renames(target or ())
+        renames = target_renames(target or ())
         names = list(renames) or checkpoint_targets(directory)
         rows = read_labeled(data, names, layout, any_target=not renames)
-        rows = [_renamed(e, renames) for e in rows]
+        rows = [renamed(e, renames) for e in rows]
         train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, None)
         model: Any = load_model(
             directory, runtime="torch", device=device, precision=precision.value
         )
         if task is not None:
-            if model.task_key is None:
-                raise ValueError(f"--task {task}: this model has no task key; drop --task")
-            train_rows, valid_rows = _tagged(model, task, train_rows, valid_rows)
+            train_rows, valid_rows = tagged(model, task, train_rows, valid_rows)
         cfg = model.train_config
         tune = replace(
             cfg, max_epochs=epochs, time_budget_s=time_budget, lr=lr or cfg.lr, warmup_frac=0.0
@@ -287,22 +282,3 @@ def finetune(
             f"fine-tuned ({how}) on {len(train_rows):,} rows "
             f"({len(valid_rows or ()):,} validating): saved to {out}"
         )
-
-
-def _renames(specs: Sequence[str]) -> dict[str, str]:
-    """--target NAME[=AS] options -> {NAME: AS or ""}; two NAMEs learnt as one AS are refused."""
-    out = dict(t.partition("=")[::2] for t in specs)
-    as_ = [a or n for n, a in out.items()]
-    if len(set(as_)) != len(as_) or len(out) != len(specs):
-        raise ValueError(f"--target {list(specs)}: each NAME once, and each learnt as its own AS")
-    return out
-
-
-def _tagged(
-    model: Any, task: str, train: list[Example], valid: list[Example] | None
-) -> tuple[list[Example], list[Example] | None]:
-    """Rows with ``task`` named under the model's task key."""
-    from ..transfer import mixture
-
-    tag = lambda rows: mixture({task: rows}, model.task_key) if rows else rows  # noqa: E731
-    return tag(train), tag(valid)
