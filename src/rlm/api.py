@@ -249,6 +249,11 @@ class RegressionLM(Compression, Predictor):
         if isinstance(X, ExampleStream):
             if y is not None:
                 raise ValueError("an ExampleStream carries its targets: drop y")
+            if self.numbers.scheme == "normalized":
+                raise ValueError(
+                    "the normalized number scheme fits its range on the training rows; a stream "
+                    "fits on a sample, and a row outside it would fail mid-run: use ieee or p10"
+                )
             sample = X.skim()  # counts the rows too
             valid_ex = None if valid is None else self._examples(sample, None, valid)[1]
             self._build(sample, calibrate and len(valid_ex or ()) >= MIN_ROWS, count=X.rows)

@@ -17,9 +17,9 @@ from typing import Annotated
 import typer
 
 from ..checkpoint import check_checkpoint, checkpoint_targets
-from .app import app, err, user_errors
+from .app import app, err, main_process, user_errors
 from .files import LAYOUT_FILE, load_model, read_labeled, saved_layout, write_layout
-from .options import CheckpointDir
+from .options import CheckpointDir, Device, PrecisionKind, PrecisionOption
 from .runs import train_valid
 from .train import TimeBudget, TrainSplit, ValidSplit
 
@@ -50,8 +50,11 @@ def compress(
     time_budget: TimeBudget = 60.0,
     train_split: TrainSplit = "train",
     valid_split: ValidSplit = None,
+    device: Device = "auto",
+    precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
     """Prune a checkpoint and/or add early exits, fine-tuning briefly on DATA; save to --out."""
+    main = main_process()  # under torchrun the fine-tunes run data-parallel; rank 0 saves
     with user_errors():
         check_checkpoint(directory)
         if prune is None and exits is None:
@@ -64,7 +67,7 @@ def compress(
         layout = saved_layout(directory, None, None, None)
         rows = read_labeled(data, checkpoint_targets(directory), layout, any_target=True)
         train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, None)
-        model = load_model(directory, runtime="torch")
+        model = load_model(directory, runtime="torch", device=device, precision=precision.value)
         if layers is not None:  # before any fine-tune: a bad layer list costs nothing
             from ..nn.exits import check_exits
 
@@ -77,6 +80,8 @@ def compress(
             small = small.prune(train_rows, amount=prune, valid=valid_rows, train=recovery)  # type: ignore[attr-defined]
         if layers is not None:
             small = small.add_exits(train_rows, exits=layers, valid=valid_rows, train=recovery)  # type: ignore[attr-defined]
+        if not main:
+            return
         small.save(out)
         if (directory / LAYOUT_FILE).is_file():
             write_layout(out, layout, str(data), len(train_rows), len(valid_rows or ()))

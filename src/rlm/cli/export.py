@@ -39,7 +39,7 @@ def export(directory: CheckpointDir, out: Out, int8: Int8 = False) -> None:
             raise ValueError(
                 f"exporting needs the onnx extra ({e}): pip install 'rlm[onnx]'"
             ) from None
-        model = load_model(directory, runtime="torch")
+        model = load_model(directory, runtime="torch", device="cpu")  # traced on the CPU
         export_onnx(model, out, precision="int8" if int8 else "fp32")  # type: ignore[arg-type]
         if (directory / LAYOUT_FILE).is_file():  # how `rlm train` read rows: predict reuses it
             shutil.copyfile(directory / LAYOUT_FILE, out / LAYOUT_FILE)

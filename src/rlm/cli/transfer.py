@@ -249,6 +249,7 @@ def finetune(
     precision: PrecisionOption = PrecisionKind.auto,
 ) -> None:
     """Adapt a checkpoint to DATA (a new task, keys or targets) from a few rows; save to --out."""
+    main = main_process()  # under torchrun the fine-tune runs data-parallel; rank 0 saves
     with user_errors():
         check_checkpoint(directory)
         if out.resolve() == directory.resolve():
@@ -274,6 +275,8 @@ def finetune(
 
             lora = LoraConfig(rank=lora_rank, alpha=2.0 * lora_rank)
         tuned = model.finetune(train_rows, valid=valid_rows or None, train=tune, lora=lora)
+        if not main:
+            return
         tuned.save(out)
         if (directory / LAYOUT_FILE).is_file():
             write_layout(out, layout, str(data), len(train_rows), len(valid_rows or ()))

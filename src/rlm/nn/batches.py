@@ -51,6 +51,10 @@ class Batches(Protocol):
 
     steps_per_epoch: int
 
+    def plan(self, world: World) -> None:
+        """Set ``steps_per_epoch`` for these ranks (the schedule's horizon)."""
+        ...
+
     def epoch(self, epoch: int, rng: np.random.Generator, world: World) -> Iterator[Item]: ...
 
     def digest(self) -> str:
@@ -103,6 +107,9 @@ class InMemory:
         self.lengths = [len(r) for r in self.rows]
         self.steps_per_epoch = math.ceil(len(self.rows) / self.batch_size)
 
+    def plan(self, world: World) -> None:
+        pass  # every rank takes its share of the same global batches
+
     def epoch(self, epoch: int, rng: np.random.Generator, world: World) -> Iterator[Item]:
         for idx in length_batches(self.lengths, self.batch_size, rng, self.weights):
             yield Item(self.rows, self.targets, self.lengths, world.shard(idx))
@@ -134,15 +141,31 @@ class Streamed:
             self.stream.skim()
         self.steps_per_epoch = math.ceil((self.stream.rows or 0) / self.batch_size)
 
+    def plan(self, world: World) -> None:
+        """Steps per epoch for the schedule: the busiest rank's, bounded above (each file's
+        rows are dealt out in turn, so a rank reads at most one more row per file than an even
+        share; each loader worker may end on a short batch). An epoch still ends when its
+        rows do; a bound keeps the schedule from ending before the last epoch does."""
+        rows = self.stream.rows or 0
+        shards = world.size * max(1, self.workers)
+        per_rank = math.ceil(rows / world.size) + len(self.stream.paths) * max(1, self.workers)
+        local = max(1, self.batch_size // world.size)
+        even = math.ceil(rows / self.batch_size)
+        self.steps_per_epoch = even if shards == 1 else math.ceil(per_rank / local) + self.workers
+
     def epoch(self, epoch: int, rng: np.random.Generator, world: World) -> Iterator[Item]:
+        """This rank's batches. Their order comes from the seed, the epoch and the rank, not
+        from ``rng``: ranks read different numbers of chunks, and a resumed run restores
+        rank 0's generator on every rank."""
         local = max(1, self.batch_size // world.size)
         chunks = _Chunks(self, epoch, world, local * CHUNK_BATCHES)
         if self.workers > 0:
             chunks = DataLoader(chunks, batch_size=None, num_workers=self.workers)  # type: ignore[assignment]
+        own = np.random.default_rng([self.stream.config.seed, epoch, world.rank, 1])
         for rows, targets in chunks:
             lengths = [len(r) for r in rows]
             order = np.arange(len(rows))
-            for idx in _sorted_batches(order, np.asarray(lengths), local, rng):
+            for idx in _sorted_batches(order, np.asarray(lengths), local, own):
                 yield Item(rows, targets, lengths, idx)
 
     def digest(self) -> str:

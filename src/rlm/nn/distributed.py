@@ -106,9 +106,15 @@ def broadcast_weights(model: torch.nn.Module) -> None:
         _dist().broadcast(t, 0)
 
 
-def check_same(text: str, what: str, device: torch.device) -> None:
-    """Refuse to train when ranks built different ``what`` (e.g. vocabularies from different
-    data): their gradients would not be summing the same parameters."""
+def check_same(
+    text: str,
+    what: str,
+    device: torch.device,
+    fix: str = "every rank must read the same rows in the same order (the same files and "
+    "options on every node)",
+) -> None:
+    """Refuse to train when ranks hold different ``what`` (models from different data, or
+    different resume positions): their steps would not add up. ``fix`` says what to do."""
     digest = hashlib.sha256(text.encode()).digest()[:6]  # 48 bits: exact in a float64
     mine = float(int.from_bytes(digest, "big"))
     dist = _dist()
@@ -117,10 +123,7 @@ def check_same(text: str, what: str, device: torch.device) -> None:
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     if high.item() != low.item():
-        raise ValueError(
-            f"the training processes built different {what}: every rank must read the same "
-            "rows in the same order (the same files and options on every node)"
-        )
+        raise ValueError(f"the training processes hold different {what}: {fix}")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Shared:
     over: bool = False
     due: bool = False
     signal: bool = False
+    elapsed: float = 0.0  # rank 0's seconds into the run: what the next learning rate reads
 
 
 class Sync:
@@ -144,9 +148,15 @@ class Sync:
 
     def over(self, flag: bool) -> bool:
         """Rank 0's answer (the clock) on every rank."""
+        return self.epoch_start(flag, 0.0).over
+
+    def epoch_start(self, over: bool, elapsed: float) -> Shared:
+        """Before an epoch's first step: rank 0's clock (stop?) and its elapsed seconds."""
         if not self.world.active:
-            return flag
-        return sum_floats([float(flag and self.world.main)], self.device)[0] > 0
+            return Shared(over=over, elapsed=elapsed)
+        main = float(self.world.main)
+        o, e = sum_floats([main * over, main * elapsed], self.device)
+        return Shared(over=o > 0, elapsed=e)
 
     def checkpoint(self, due: bool, signal: bool) -> tuple[bool, bool]:
         """Rank 0's checkpoint timer, and whether any rank caught a stop signal."""
@@ -171,7 +181,7 @@ def all_reduce_grads(
     has = [float(p.grad is not None) for p in params]
     tail = [
         loss * weight, weight, float(mine.n), float(mine.over and main),
-        float(mine.due and main), float(mine.signal),
+        float(mine.due and main), float(mine.signal), mine.elapsed if main else 0.0,
     ]  # fmt: skip
     # one copy into one flat float32 buffer (weights and gradients are float32, autocast or
     # not), scaled in one op: per-tensor ops cost more than the copy at these sizes
@@ -184,8 +194,8 @@ def all_reduce_grads(
     grads = flat[: sum(sizes)]
     grads.mul_(weight)
     _dist().all_reduce(flat)
-    loss_sum, total, n, over, due, signal = flat[-len(tail) :].tolist()
-    shared = Shared(round(n), over > 0, due > 0 or signal > 0, signal > 0)
+    loss_sum, total, n, over, due, signal, elapsed = flat[-len(tail) :].tolist()
+    shared = Shared(round(n), over > 0, due > 0 or signal > 0, signal > 0, elapsed)
     total = total if total > 0 else 1.0  # no loss weight anywhere: the gradients are zeros
     grads.div_(total)
     flags = flat[len(grads) : len(grads) + len(params)].tolist()

@@ -163,14 +163,18 @@ class ExitNetwork(TorchNetwork):
             return self.codec.decode(toks[:, 0], objectives=objectives), toks[:, 0]
 
         src = self.source(rows)
-        x = self.net.embed(src)
-        memory, toks, taken = walk(
-            self.net, x, src.pad, check, self.tolerance, 1, not config.greedy
-        )
+        with self.placement.autocast():
+            x = self.net.embed(src)
+            memory, toks, taken = walk(
+                self.net, x, src.pad, check, self.tolerance, 1, not config.greedy
+            )
         self.log.append(taken)
         if memory is None:  # greedy: the checks' tokens are the answer
             return np.repeat(toks[:, None], samples, axis=1)  # (B, S, L)
-        return decode_memory(self.net, memory, src.pad, grammar, samples, config, length, uniforms)
+        with self.placement.autocast():
+            return decode_memory(
+                self.net, memory, src.pad, grammar, samples, config, length, uniforms
+            )
 
     @torch.inference_mode()
     def values(self, rows: Sequence[Row]) -> np.ndarray:
@@ -182,7 +186,8 @@ class ExitNetwork(TorchNetwork):
             out = head(mem, pad).float().cpu().numpy()  # (A, M, K, C)
             return scaler.inverse(value_draws(out, None))[:, 0], out
 
-        x, pad = self.net.member_inputs(self.source(rows))
-        _, out, taken = walk(self.net, x, pad, check, self.tolerance, m, keep_memory=False)
+        with self.placement.autocast():
+            x, pad = self.net.member_inputs(self.source(rows))
+            _, out, taken = walk(self.net, x, pad, check, self.tolerance, m, keep_memory=False)
         self.log.append(taken)
         return out

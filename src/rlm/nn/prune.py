@@ -79,7 +79,7 @@ def _kept(score: torch.Tensor, amount: float) -> torch.Tensor:
 
 def _channels(heads: torch.Tensor, dh: int) -> torch.Tensor:
     """Head indices -> their channel indices (each head owns dh consecutive channels)."""
-    return (heads[:, None] * dh + torch.arange(dh)).reshape(-1)
+    return (heads[:, None] * dh + torch.arange(dh, device=heads.device)).reshape(-1)
 
 
 def _copy_linear(

@@ -68,10 +68,15 @@ class Schedule:
     start: float
     cooldown: Cooldown | None = None
 
-    def lr(self, step: int) -> float:
+    def lr(self, step: int, elapsed: float | None = None) -> float:
+        """The rate at ``step``, ``elapsed`` seconds into the run (default: this process's
+        clock; data-parallel ranks pass rank 0's, so they all use one rate)."""
         if self.cooldown:
             return self.cooldown.lr(step, self.cfg.lr * self.cfg.min_lr_frac)
-        return lr_at(step, self.total, self.cfg, time.perf_counter() - self.start)
+        return lr_at(step, self.total, self.cfg, self.elapsed() if elapsed is None else elapsed)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
     def cooled(self, step: int) -> bool:
         return bool(self.cooldown and self.cooldown.done(step))

@@ -30,7 +30,6 @@ from .distributed import (
     Sync,
     World,
     all_reduce_grads,
-    broadcast_floats,
     broadcast_weights,
     check_same,
 )
@@ -47,10 +46,11 @@ from .resume import (
     save_state,
 )
 from .runtime import release_memory
-
-# lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
 from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
 from .source import Row
+
+# lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
+from .validation import validate
 
 
 @dataclass
@@ -74,35 +74,6 @@ class TrainResult:
             "stopped": self.stopped,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-
-
-@torch.no_grad()
-def eval_loss(
-    model: RegressionTransformer,
-    src: Sequence[Row],
-    tg: Targets,
-    grammar: GrammarTable,
-    pad_id: int,
-    batch_size: int = TrainConfig.batch_size,
-    max_positions: int = TrainConfig.max_positions,
-    placement: Placement = CPU,
-) -> float:
-    """Mean loss of the last layer (what selection keeps; early exits are trained, not
-    selected on) over the rows, in length-sorted batches of at most ``max_positions``."""
-    model.eval()
-    lengths = [len(s) for s in src]
-    order = np.argsort(lengths, kind="stable")
-    total, weight = 0.0, 0.0
-    members = model.cfg.members
-    for i in range(0, len(order), batch_size):
-        for part in micro_batches(order[i : i + batch_size], lengths, max_positions, members):
-            batch = make_batch(part, src, tg, pad_id, placement.device)
-            w = batch.weight_sum
-            with placement.autocast():
-                loss = batch_loss(model, batch, grammar, every_exit=False)
-            total += float(loss) * w
-            weight += w
-    return total / max(weight, 1.0)
 
 
 @dataclass
@@ -190,6 +161,7 @@ def train(
         check_same(f"{shapes}{data.digest()}", "models or training rows", device)
         broadcast_weights(model)  # every rank starts from rank 0's weights
     rng = np.random.default_rng(cfg.seed)
+    data.plan(world)
     steps_per_epoch = data.steps_per_epoch
     total = cfg.max_steps or steps_per_epoch * cfg.max_epochs
     ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
@@ -198,6 +170,11 @@ def train(
         if run_dir is None:
             raise ValueError("resume=True needs the run_dir of the interrupted run")
         run.restore(run_dir, fingerprint)
+    if world.active:  # every rank must start where rank 0 does (a run directory on each node)
+        check_same(
+            f"{resume}:{run.pos.epoch}:{run.pos.batch}:{run.pos.step}", "resume positions",
+            device, "give --out on a filesystem every node sees, so all ranks resume alike",
+        )  # fmt: skip
     keeper = (
         None if run_dir is None else Checkpoints(cfg.checkpoint_every_s, cfg.checkpoint_every_steps)
     )
@@ -223,7 +200,9 @@ def train(
                 model.train()
                 ep_start, ep_n0 = time.perf_counter(), run.pos.ep_n
                 items = itertools.islice(data.epoch(epoch, rng, world), run.pos.batch, None)
-                shared = Shared()
+                # data-parallel: rank 0's clock decides, and its elapsed time sets every rank's
+                # learning rate (a time budget makes the rate depend on the clock)
+                shared = sync.epoch_start(sched.over(run.pos.step), sched.elapsed())
                 while True:
                     # a rank whose share of the data ran out steps on with nothing until every
                     # rank's has (streamed shards differ in length; in memory they never do)
@@ -233,11 +212,15 @@ def train(
                             break
                     elif item is None or sched.over(run.pos.step):
                         break
-                    batch = [] if item is None else _parts(item, model, cfg, pad_id, device)
-                    lr = sched.lr(run.pos.step)
+                    n = 0 if item is None else len(item.idx)  # 0: a batch smaller than the ranks
+                    batch = (
+                        [] if item is None or n == 0 else _parts(item, model, cfg, pad_id, device)
+                    )
+                    lr = sched.lr(run.pos.step, shared.elapsed if world.active else None)
                     mine = Shared(
-                        n=0 if item is None else len(item.idx),
+                        n=n,
                         over=sched.over(run.pos.step + 1),  # rank 0's clock, for the next step
+                        elapsed=sched.elapsed(),
                         due=bool(keeper and keeper.due(run.pos.step + 1)),
                         signal=bool(keeper and keeper.signal is not None),
                     )
@@ -278,7 +261,7 @@ def train(
                     row["cooldown"] = True
                 if valid is not None and (epoch % cfg.eval_every == 0 or done):
                     with ema.applied(model) if ema is not None else nullcontext():
-                        score = _validate(
+                        score = validate(
                             row, model, valid, grammar, pad_id, cfg, score_fn, placement, world
                         )
                         run.best.update(score, epoch, model)
@@ -409,36 +392,3 @@ def _optimizer(model: RegressionTransformer, cfg: TrainConfig) -> torch.optim.Ad
         betas=(0.9, 0.98),
         fused=next(model.parameters()).device.type in ("cpu", "cuda") or None,
     )
-
-
-def _validate(
-    row: dict,
-    model: RegressionTransformer,
-    valid: tuple[Sequence[Row], Targets],
-    grammar: GrammarTable,
-    pad_id: int,
-    cfg: TrainConfig,
-    score_fn: Callable[[], float] | None,
-    placement: Placement = CPU,
-    world: World = ONE,
-) -> float:
-    """Validation loss (and Spearman) into ``row``; returns the score to select on (higher
-    wins). Data-parallel: rank 0 validates and every rank takes its figures."""
-    if cfg.select == "spearman" and score_fn is None:
-        raise ValueError("select='spearman' needs a score function (validation data)")
-    loss, spearman = math.nan, math.nan
-    if world.main:
-        # as training batches: larger ones only add a memory peak (benchmarks/memory.py)
-        loss = eval_loss(
-            model, valid[0], valid[1], grammar, pad_id, cfg.batch_size, cfg.max_positions,
-            placement,
-        )  # fmt: skip
-        if cfg.select == "spearman":
-            spearman = score_fn()  # type: ignore[misc]
-    if world.active:
-        loss, spearman = broadcast_floats([loss, spearman], placement.device)
-    row["valid_loss"] = loss
-    if cfg.select != "spearman":
-        return -loss
-    row["valid_spearman"] = spearman
-    return spearman
