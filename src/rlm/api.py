@@ -254,10 +254,8 @@ class RegressionLM(Compression, Predictor):
                     "the normalized number scheme fits its range on the training rows; a stream "
                     "fits on a sample, and a row outside it would fail mid-run: use ieee or p10"
                 )
-            sample = X.skim()  # counts the rows too
-            valid_ex = None if valid is None else self._examples(sample, None, valid)[1]
-            self._build(sample, calibrate and len(valid_ex or ()) >= MIN_ROWS, count=X.rows)
-            return self._train(X, valid_ex, Path(run_dir) if run_dir else None, calibrate, resume)
+            valid_ex = None if valid is None else self._examples(X.skim(), None, valid)[1]
+            return self._fit(X, valid_ex, run_dir, resume, calibrate)
         train_ex, valid_ex = self._examples(X, y, valid)
         return self._fit(train_ex, valid_ex, run_dir, resume, calibrate)
 
@@ -284,14 +282,18 @@ class RegressionLM(Compression, Predictor):
 
     def _fit(
         self,
-        train_ex: list[Example],
+        train_ex: list[Example] | ExampleStream,
         valid_ex: list[Example] | None,
         run_dir: str | Path | None,
         resume: bool,
         calibrate: bool,
         sample_weights: np.ndarray | None = None,
     ) -> RegressionLM:
-        self._build(train_ex, calibrated=calibrate and len(valid_ex or ()) >= MIN_ROWS)
+        calibrated = calibrate and len(valid_ex or ()) >= MIN_ROWS
+        if isinstance(train_ex, ExampleStream):  # fitted on its sample, sized by its count
+            self._build(train_ex.skim(), calibrated, count=train_ex.rows)
+        else:
+            self._build(train_ex, calibrated)
         run = Path(run_dir) if run_dir else None
         return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights)
 

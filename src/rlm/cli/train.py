@@ -310,12 +310,16 @@ def train(
         if stream:
             if limit is not None:
                 raise ValueError("--limit reads rows into memory: drop it, or drop --stream")
-            how = StreamConfig(shuffle_buffer, sample_rows, seed, loader_workers)
+            how = StreamConfig(
+                shuffle_buffer=shuffle_buffer, sample_rows=sample_rows, seed=seed,
+                workers=loader_workers,
+            )  # fmt: skip
             train_rows, has_split = labeled_stream(data, target, layout, train_split, how)
             valid_rows = None
             if has_split and valid is None:
                 valid_rows = list(split_of(train_rows, valid_split or "valid"))
-            n_train = (train_rows.skim() and train_rows.rows) or 0
+            train_rows.skim()  # counts the rows (and keeps the sample fit will use)
+            n_train = train_rows.rows or 0
         else:
             rows = read_labeled(data, target, layout)
             train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, valid)

@@ -146,12 +146,12 @@ class Streamed:
         rows are dealt out in turn, so a rank reads at most one more row per file than an even
         share; each loader worker may end on a short batch). An epoch still ends when its
         rows do; a bound keeps the schedule from ending before the last epoch does."""
+        if world.size * max(1, self.workers) == 1:
+            return  # one reader: rows / batch_size, as __post_init__ set it
         rows = self.stream.rows or 0
-        shards = world.size * max(1, self.workers)
         per_rank = math.ceil(rows / world.size) + len(self.stream.paths) * max(1, self.workers)
         local = max(1, self.batch_size // world.size)
-        even = math.ceil(rows / self.batch_size)
-        self.steps_per_epoch = even if shards == 1 else math.ceil(per_rank / local) + self.workers
+        self.steps_per_epoch = math.ceil(per_rank / local) + self.workers
 
     def epoch(self, epoch: int, rng: np.random.Generator, world: World) -> Iterator[Item]:
         """This rank's batches. Their order comes from the seed, the epoch and the rank, not

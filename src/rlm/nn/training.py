@@ -213,17 +213,17 @@ def train(
                     elif item is None or sched.over(run.pos.step):
                         break
                     n = 0 if item is None else len(item.idx)  # 0: a batch smaller than the ranks
-                    batch = (
-                        [] if item is None or n == 0 else _parts(item, model, cfg, pad_id, device)
-                    )
+                    batch = _parts(item, model, cfg, pad_id, device) if item and n else []
                     lr = sched.lr(run.pos.step, shared.elapsed if world.active else None)
-                    mine = Shared(
-                        n=n,
-                        over=sched.over(run.pos.step + 1),  # rank 0's clock, for the next step
-                        elapsed=sched.elapsed(),
-                        due=bool(keeper and keeper.due(run.pos.step + 1)),
-                        signal=bool(keeper and keeper.signal is not None),
-                    )
+                    mine = Shared(n=n)  # one process reads its clock and timer itself
+                    if world.active:  # rank 0's clock and timer for the next step, any signal
+                        mine = Shared(
+                            n=n,
+                            over=sched.over(run.pos.step + 1),
+                            elapsed=sched.elapsed(),
+                            due=bool(keeper and keeper.due(run.pos.step + 1)),
+                            signal=bool(keeper and keeper.signal is not None),
+                        )
                     loss, shared = _step(
                         model, run.opt, batch, grammar, cfg, lr, placement, world, mine
                     )
