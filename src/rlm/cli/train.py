@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -167,6 +168,22 @@ TextNumbersOption = Annotated[
         "number one <num> position carrying its value), both (the digits and a <num>).",
     ),
 ]
+
+
+class CodeKind(StrEnum):  # VocabConfig.code
+    off = "off"
+    strip = "strip"
+    split = "split"
+
+
+CodeOption = Annotated[
+    CodeKind,
+    typer.Option(
+        help="Source-code text inputs: off (as written), strip (comments, docstrings and blank "
+        "lines removed, one space per indentation level: more of a long program fits), split "
+        "(strip, and identifiers split into words: maxValue -> max value).",
+    ),
+]
 InputsOption = Annotated[
     InputsKind,
     typer.Option(
@@ -252,6 +269,7 @@ def train(
     max_length: MaxLength = VocabConfig.max_length,
     pattern: Pattern = None,
     text_numbers: TextNumbersOption = TextNumbers.digits,
+    code: CodeOption = CodeKind.off,
     inputs: InputsOption = InputsKind.auto,
     task_key: TaskKey = None,
     backbone: BackboneOption = None,
@@ -291,6 +309,7 @@ def train(
             max_length=max_length,
             pattern=pattern,
             numbers=text_numbers.value,
+            code=code.value,
         )
         train_cfg = TrainConfig(
             lr=lr,

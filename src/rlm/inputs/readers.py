@@ -49,6 +49,13 @@ def fit_readers(p: Predictor, examples: Sequence[Any], fields: bool) -> None:
 
 def _fit(p: Predictor, examples: Sequence[Any], fields: bool) -> None:
     p.fields, p.text_numbers, p.backbone = None, None, None
+    code = p.vocab_config.code
+    if code != "off" and (fields or p.backbone_config is not None):
+        what = "a frozen backbone's own tokenizer" if p.backbone_config else "fields (mappings)"
+        raise ValueError(
+            f"vocab code={code!r} reads text inputs as source code, but these inputs are read "
+            f"by {what}: set code='off', or pass inputs='text' to read every input as text"
+        )
     if p.backbone_config is not None:
         from ..nn.backbone import Backbone
 

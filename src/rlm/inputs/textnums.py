@@ -26,7 +26,16 @@ import numpy as np
 
 from .fields import BASE_FEATURES, FieldRow, number_features
 from .numtext import segments
-from .vocab import BOS_ID, EOS_ID, TRUNC_ID, InputTokenizer, VocabConfig, checked, frame
+from .vocab import (
+    BOS_ID,
+    EOS_ID,
+    TRUNC_ID,
+    InputTokenizer,
+    VocabConfig,
+    checked,
+    frame,
+    prepare_text,
+)
 
 TEXT_KEY = 0  # the one key id of every position (the model's key table has one row)
 Item = tuple[int, float | None]  # (token id, the value a <num> carries; None elsewhere)
@@ -48,13 +57,12 @@ class TextNumberEncoder:
     @classmethod
     def train(cls, texts: Iterable[str], config: VocabConfig) -> TextNumberEncoder:
         """Train the tokenizer on what it will read: the text between numbers for ``"value"``
-        (BPE spends no merges on digits it never sees), the whole text for ``"both"``."""
-        texts = list(texts)
+        (BPE spends no merges on digits it never sees), the whole text for ``"both"``; each
+        text prepared first (``VocabConfig.code``), as ``encode_batch`` reads it."""
+        texts = [prepare_text(t, config) for t in checked(texts, "text")]
         if config.numbers == "value":
-            texts = [
-                s for t in checked(texts, "text") for s in segments(t, False) if isinstance(s, str)
-            ]
-        return cls(InputTokenizer.train(texts, config))
+            texts = [s for t in texts for s in segments(t, False) if isinstance(s, str)]
+        return cls(InputTokenizer.train(texts, config, prepared=True))
 
     @property
     def vocab_size(self) -> int:
@@ -69,7 +77,10 @@ class TextNumberEncoder:
         return BASE_FEATURES  # no per-key statistics in free text: no z-score, quantile or bins
 
     def encode_batch(self, texts: Sequence[str]) -> list[FieldRow]:
-        cut = [segments(t, self.keep_digits) for t in checked(texts, "text")]
+        # the whole text prepared (VocabConfig.code) before its numbers are found: a number in
+        # a dropped comment is not read
+        prepare, keep = self.tokenizer.prepare, self.keep_digits
+        cut = [segments(prepare(t), keep) for t in checked(texts, "text")]
         # every text piece of the batch in one call of the (parallel) Rust encoder
         pieces = iter(
             self.tokenizer.pieces_batch([s for c in cut for s in c if isinstance(s, str)])

@@ -13,6 +13,9 @@ Design choices, and why:
   does) is read as bytes, and only this module ever emits the control ids.
 * **Head+tail truncation** with a visible ``<trunc>`` token in the middle, done here in Python
   because HF truncation only keeps the head.
+* **Code-aware input** (``code``, ``rlm.inputs.code``): comments, docstrings and blank lines
+  are removed (and identifiers split, for ``"split"``) before anything is tokenized, in
+  training and in encoding alike (``prepare_text``), so the BPE learns the text it will read.
 * **One file**: ``tokenizer.json`` is a wrapper ``{"rlm_vocab_config": {...}, "tokenizer": {...}}``
   holding our config and the unmodified HF tokenizer JSON, so a model directory has one file
   per concept and loading never needs the network.
@@ -34,10 +37,12 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 from ..checkpoint import atomic_write
 from ..strict import strict_from_dict
+from .code import code_text
 
 Kind = Literal["bpe", "bytes"]
 Truncation = Literal["head_tail", "head"]
 TextNumbers = Literal["digits", "value", "both"]
+CodeInput = Literal["off", "strip", "split"]
 T = TypeVar("T")
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<trunc>")
@@ -72,8 +77,21 @@ class VocabConfig:
     # (the field encoder's number projection); "both" keeps the digits and adds the <num>.
     # Mapping inputs read as fields always read numbers as values; this option is for text.
     numbers: TextNumbers = "digits"
+    # Source code in text inputs (``rlm.inputs.code``): "strip" removes comments, docstrings and
+    # blank lines and keeps indentation to one space per level, so more of a long program fits
+    # in max_length; "split" also splits identifiers into lowercase words (maxValue -> max
+    # value). Applied to whole text inputs, before numbers are read. A tokenizer saved before
+    # this option existed loads as "off", which is what it did.
+    code: CodeInput = "off"
 
     def __post_init__(self) -> None:
+        if self.code not in ("off", "strip", "split"):
+            raise ValueError(f"code={self.code!r}: choose 'off', 'strip' or 'split'")
+        if self.code != "off" and self.pattern is not None:
+            raise ValueError(
+                f"code={self.code!r} with pattern={self.pattern!r}: a pattern already picks the "
+                "pieces it keeps, and code would change the text it matches; drop one of the two"
+            )
         if self.numbers not in ("digits", "value", "both"):
             raise ValueError(f"numbers={self.numbers!r}: choose 'digits', 'value' or 'both'")
         if self.numbers != "digits" and self.pattern is not None:
@@ -165,8 +183,15 @@ class InputTokenizer:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def train(cls, texts: Iterable[str], config: VocabConfig | None = None) -> InputTokenizer:
-        """Train a tokenizer; for ``kind="bytes"`` the texts are ignored (nothing to learn)."""
+    def train(
+        cls, texts: Iterable[str], config: VocabConfig | None = None, *, prepared: bool = False
+    ) -> InputTokenizer:
+        """Train a tokenizer; for ``kind="bytes"`` the texts are ignored (nothing to learn).
+
+        Each text is read as ``encode`` reads it (``prepare_text``: ``VocabConfig.code``)
+        unless ``prepared``: the caller passes pieces of texts it prepared itself (the text
+        between numbers, ``rlm.inputs.textnums``), which must not be prepared again.
+        """
         cfg = VocabConfig() if config is None else config
         # Sorted so the byte ids do not depend on set iteration order.
         alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -185,7 +210,10 @@ class InputTokenizer:
             initial_alphabet=alphabet,
             show_progress=False,
         )
-        tok.train_from_iterator(checked(texts), trainer)
+        read = checked(texts)
+        if not prepared and cfg.code != "off":
+            read = (prepare_text(t, cfg) for t in read)
+        tok.train_from_iterator(read, trainer)
         return cls(_strip_added_tokens(tok), cfg)
 
     # -- properties --------------------------------------------------------------------------
@@ -208,15 +236,20 @@ class InputTokenizer:
     def _frame(self, ids: list[int]) -> list[int]:
         return frame(ids, self._config, (BOS_ID, TRUNC_ID, EOS_ID))
 
+    def prepare(self, text: str) -> str:
+        """``text`` as this tokenizer reads a whole input: ``prepare_text`` (``code``)."""
+        return prepare_text(text, self._config)
+
     def encode(self, text: str) -> list[int]:
         """``<bos> ... <eos>``, at most ``max_length`` ids (exactly that many when truncated)."""
         if not isinstance(text, str):
             raise ValueError(f"encode needs a str, got {type(text).__name__}: serialize x first")
-        return self._frame(self._tok.encode(text, add_special_tokens=False).ids)
+        return self._frame(self.pieces(self.prepare(text)))
 
     def pieces(self, text: str) -> list[int]:
         """Token ids of ``text`` alone: no ``<bos>``/``<eos>``, no truncation (the caller, e.g.
-        the field encoder reading a string value, bounds how many it keeps)."""
+        the field encoder reading a string value, bounds how many it keeps), and no
+        ``prepare``: a piece is a part of an input, not a program."""
         return self._tok.encode(text, add_special_tokens=False).ids if text else []
 
     def pieces_batch(self, texts: Sequence[str]) -> list[list[int]]:
@@ -226,12 +259,14 @@ class InputTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """``encode`` for many texts at once."""
-        return [self._frame(ids) for ids in self.pieces_batch(texts)]
+        read = [self.prepare(t) for t in checked(texts, "text")]
+        return [self._frame(ids) for ids in self.pieces_batch(read)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; <pad>, <bos> and <eos> are dropped, <trunc> is shown as '<trunc>'.
 
-        ``decode(encode(s)) == s`` whenever ``s`` was not truncated.
+        ``decode(encode(s)) == prepare(s)`` (``s`` itself with ``code="off"``) whenever it
+        was not truncated.
         """
         bad = [i for i in ids if not 0 <= int(i) < self.vocab_size]
         if bad:
@@ -309,6 +344,14 @@ def frame(items: list[T], config: VocabConfig, marks: tuple[T, T, T]) -> list[T]
     head = (keep + 1) // 2
     tail = keep - head
     return [bos, *items[:head], trunc, *items[len(items) - tail :], eos]
+
+
+def prepare_text(text: str, config: VocabConfig) -> str:
+    """A whole text input as the tokenizer reads it: ``VocabConfig.code`` applied. The one
+    place a text is transformed before tokenizing, for training, encoding and number reading."""
+    if config.code == "off":
+        return text
+    return code_text(text, split_identifiers=config.code == "split")
 
 
 def checked(texts: Iterable[str], what: str = "training text") -> Iterable[str]:
