@@ -25,6 +25,7 @@ RLMS = (
     "rlm_backbone",
     "rlm_strip",
     "rlm_split",
+    "rlm_backbone_align",
 )  # every RLM variant a report may hold
 # no method learns anything on redis at any size (best test Spearman 0.13): it counts nowhere
 NO_SIGNAL = ("systems/redis",)

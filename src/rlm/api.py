@@ -295,6 +295,10 @@ class RegressionLM(Compression, Predictor):
         else:
             self._build(train_ex, calibrated)
         run = Path(run_dir) if run_dir else None
+        if self.train_config.align_steps:  # a backbone's staged training (rlm.align)
+            from .align import align_numbers
+
+            align_numbers(self, train_ex)
         return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights)
 
     def finetune(

@@ -208,6 +208,14 @@ BackboneOption = Annotated[
         "--max-length is its tokens per input.",
     ),
 ]
+AlignSteps = Annotated[
+    int,
+    typer.Option(
+        help="With --backbone: steps of number-to-number alignment (the text of a number -> "
+        "that number) before the task, the frozen-backbone recipe's stage 1 (0: none).",
+        min=0,
+    ),
+]
 SelectOption = Annotated[
     Select,
     typer.Option(
@@ -273,6 +281,7 @@ def train(
     inputs: InputsOption = InputsKind.auto,
     task_key: TaskKey = None,
     backbone: BackboneOption = None,
+    align_steps: AlignSteps = 0,
     select: SelectOption = Select.loss,
     samples: ValidSamples = 64,
     level: ValidLevel = 0.8,
@@ -320,6 +329,7 @@ def train(
             patience=patience,
             seed=seed,
             progress=not no_progress,
+            align_steps=align_steps,
         )
         if resume:
             resume = resumable(out_dir)

@@ -243,6 +243,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     seed: int = 0
     progress: bool = True
+    # a frozen backbone's staged training (``rlm.align``): this many steps of number-to-number
+    # alignment (the text of a number -> that number) before the task; 0: none
+    align_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -268,6 +271,9 @@ class TrainConfig:
             )
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be >= 1")
+        a = self.align_steps
+        if isinstance(a, bool) or not isinstance(a, int) or a < 0:
+            raise ValueError(f"align_steps={a!r}: use an int >= 0 (0: no alignment stage)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
