@@ -44,6 +44,19 @@ def test_alignment_rows_write_every_objective_in_order() -> None:
         alignment_rows(rows, ["other"], 4, seed=0)
 
 
+def test_alignment_rows_stay_inside_a_fitted_number_range() -> None:
+    """Rounded draws never pass the training range's ends, which a normalized number range is
+    fitted on exactly (0.98765467 rounded to 6 digits, 0.987655, would be refused)."""
+    from rlm.numbers import NumberConfig
+    from rlm.numbers.targets import TargetCodec
+
+    rows = [Example(x="a", y={"t": v}) for v in (0.1, 0.5, 0.98765467)]
+    drawn = alignment_rows(rows, ["t"], 500, seed=0)
+    assert max(e.y["t"] for e in drawn) <= 0.98765467 and min(e.y["t"] for e in drawn) >= 0.1
+    codec = TargetCodec.fit([e.y for e in rows], ["t"], NumberConfig(scheme="normalized"))
+    codec.encode([e.y for e in drawn])  # every drawn target is in range
+
+
 @pytest.mark.parametrize("bad", [-1, True, 1.5])
 def test_align_steps_is_checked(bad) -> None:
     with pytest.raises(ValueError, match="align_steps="):
@@ -71,5 +84,6 @@ def test_alignment_runs_before_the_task() -> None:
     assert aligned.train_config.align_steps == 3  # the model keeps its own options
     # the task stage is what the summary reports: 2 steps of 8 rows, after stage 1's 3
     assert aligned.training_summary is not None and aligned.training_summary["epochs"] == 1
+    assert aligned.training_summary["align_s"] > 0 and "align_s" not in plain.training_summary
     xs = [e.x for e in rows[:4]]
     assert not np.allclose(aligned.predict(xs, samples=0), plain.predict(xs, samples=0))

@@ -138,22 +138,26 @@ def test_split_identifiers_leaves_literals_and_numbers() -> None:
         "def maxValue(num_rows, HTTPServer):\n"
         "    # myComment\n"
         "    s = 'camelCase snake_case # x'\n"
-        "    return x264 + conv3x3 * 1e-3 + 0x1F + 2.5GHz_x\n"
+        "    return x264 + conv3x3 * 1e-3 + 0x1F + f(2.5)\n"
     )
     got = code_text(src, split_identifiers=True)
     assert got == (
         "def max value(num rows, http server):\n"
         " s = 'camelCase snake_case # x'\n"
-        " return x264 + conv3x3 * 1e-3 + 0x1F + 2.5GHz_x"
+        " return x264 + conv3x3 * 1e-3 + 0x1F + f(2.5)"
     )
-    # the number reader sees the same numbers before and after (2.5 with its unit kept whole)
+    # the number reader sees the same numbers before and after
     assert [f.value for f in find_numbers(got)] == [0.001, 2.5]
     assert [f.value for f in find_numbers(src)] == [0.001, 2.5]
+    # a number glued to a unit is not Python: the line rule keeps it whole, names unsplit
+    assert code_text("y = 2.5GHz_x\n", split_identifiers=True) == "y = 2.5GHz_x"
 
 
-def test_split_keeps_a_name_apart_from_a_glued_string() -> None:
-    # "a_b'x'" would become "a b'x'", where b'x' is a bytes literal
-    assert code_text("a_b'x'\n", split_identifiers=True) == "a b 'x'"
+def test_split_never_glues_a_name_piece_to_a_string() -> None:
+    # "a_b'x'" split would become "a b'x'", where b'x' is a bytes literal; it is not Python,
+    # so the line rule keeps it as written, and in Python a name never touches a string
+    assert code_text("a_b'x'\n", split_identifiers=True) == "a_b'x'"
+    assert code_text("f(a_b, 'x')\n", split_identifiers=True) == "f(a b, 'x')"
 
 
 def _compiles(src: str) -> bool:

@@ -10,7 +10,9 @@ are drawn from the training targets' own range.
 ``TrainConfig.align_steps`` turns it on (``rlm train --backbone ... --align-steps N``): stage 1
 runs N optimiser steps on N x batch_size drawn rows, with the task's learning rate, no
 validation and no clock (so a resumed run repeats it exactly); stage 2 is the ordinary fit,
-with its whole time budget: stage 1's seconds come on top (a few at a few hundred steps).
+with its whole time budget: stage 1's seconds come on top, and are recorded in the training
+summary (``align_s``). A resumed run does not repeat stage 1: the saved weights replace its
+result anyway. ``finetune`` does not re-run it: the copy's projections are aligned already.
 
 The rows: each objective's value is drawn, half the time, from its training values (the task's
 distribution), else uniformly over its training range (log-uniformly where the target is
@@ -20,13 +22,13 @@ seen too. Several objectives are written in order, separated by a space.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .inputs.text import format_number
 from .io import Example
 from .io.stream import ExampleStream
 from .numbers.scaling import wants_log
@@ -50,13 +52,11 @@ def alignment_rows(
             raise ValueError(f"target {name!r} has no training values to draw alignment rows from")
         columns.append(_draw(seen, n, rng))
     drawn = np.stack(columns, axis=1)  # (n, K)
+    # repr: the shortest text that reads back as exactly the target
     return [
         Example(
-            x=" ".join(format_number(float(v), DIGITS) for v in row),
-            y={
-                name: float(format_number(float(v), DIGITS))
-                for name, v in zip(targets, row, strict=True)
-            },
+            x=" ".join(repr(float(v)) for v in row),
+            y={name: float(v) for name, v in zip(targets, row, strict=True)},
         )
         for row in drawn
     ]
@@ -64,36 +64,47 @@ def alignment_rows(
 
 def _draw(seen: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n,) values: half resampled from ``seen``, half uniform over its range (log-uniform
-    when the target is learnt in log space)."""
+    when the target is learnt in log space), rounded to ``DIGITS`` significant digits and kept
+    inside the training range (a number range fitted on it, e.g. ``scheme="normalized"``,
+    refuses a value rounded past its ends)."""
     lo, hi = float(seen.min()), float(seen.max())
     if wants_log(seen):
         spread = np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))
     else:
         spread = rng.uniform(lo, hi, size=n)
-    return np.where(rng.random(n) < 0.5, rng.choice(seen, size=n), spread)
+    rounded = np.array([float(f"{v:.{DIGITS}g}") for v in spread])
+    return np.where(rng.random(n) < 0.5, rng.choice(seen, size=n), np.clip(rounded, lo, hi))
 
 
-def align_numbers(model: RegressionLM, train: Sequence[Example] | ExampleStream) -> None:
-    """Stage 1 on ``model``'s built network (``TrainConfig.align_steps`` steps); stage 2, the
-    task, is the caller's ordinary training."""
-    cfg = model.train_config
-    if model.backbone is None:
+def check_alignment(model: RegressionLM, train: Sequence[Example] | ExampleStream) -> None:
+    """Refuse, before anything is fitted, an alignment stage that cannot run."""
+    steps = model.train_config.align_steps
+    if model.backbone_config is None:
         raise ValueError(
-            f"align_steps={cfg.align_steps} aligns a frozen backbone's number projections: "
-            "set a backbone (BackboneConfig, rlm train --backbone) or align_steps=0"
+            f"align_steps={steps} aligns a frozen backbone's number projections: set a "
+            "backbone (BackboneConfig, rlm train --backbone) or align_steps=0"
         )
     if model.task_key is not None or isinstance(train, ExampleStream):
         raise ValueError(
-            f"align_steps={cfg.align_steps} draws its rows from one task's training targets: "
-            "align a single-task model read from memory (no task_key, no stream), or set "
-            "align_steps=0"
+            f"align_steps={steps} draws its rows from one task's training targets: align a "
+            "single-task model read from memory (no task_key, no stream), or set align_steps=0"
         )
+
+
+def align_numbers(model: RegressionLM, train: Sequence[Example]) -> float:
+    """Stage 1 on ``model``'s built network (``TrainConfig.align_steps`` steps; checked by
+    ``check_alignment``); stage 2, the task, is the caller's ordinary training. Returns the
+    seconds it took (recorded in the training summary)."""
+    cfg = model.train_config
     assert model.targets is not None  # set by _build
     rows = alignment_rows(train, model.targets, cfg.align_steps * cfg.batch_size, cfg.seed)
-    # one epoch of the drawn rows, no validation, no clock: deterministic, outside the budget
-    stage = replace(cfg, align_steps=0, max_epochs=1, max_steps=None, time_budget_s=None)
+    # one epoch of the drawn rows, no validation, no clock: deterministic, outside the budget;
+    # no weight average (without validation the average, lagging behind, would be kept)
+    stage = replace(cfg, align_steps=0, max_epochs=1, max_steps=None, time_budget_s=None, ema=0.0)
+    start = time.perf_counter()
     model.train_config = stage
     try:
         model._train(rows, None, None, calibrate=False)
     finally:
         model.train_config = cfg
+    return time.perf_counter() - start

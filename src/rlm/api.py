@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .align import align_numbers, check_alignment
 from .compress import Compression
 from .inputs.fields import FieldConfig
 from .inputs.padding import Row
@@ -44,6 +45,7 @@ from .nn.device import Placement, Precision
 from .nn.distributed import World
 from .nn.exits import ExitNetwork, check_exits, check_tolerance
 from .nn.model import RegressionTransformer
+from .nn.resume import has_state
 from .nn.sampling import TorchNetwork
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
@@ -290,16 +292,17 @@ class RegressionLM(Compression, Predictor):
         sample_weights: np.ndarray | None = None,
     ) -> RegressionLM:
         calibrated = calibrate and len(valid_ex or ()) >= MIN_ROWS
+        if self.train_config.align_steps:  # a backbone's staged training (rlm.align)
+            check_alignment(self, train_ex)
         if isinstance(train_ex, ExampleStream):  # fitted on its sample, sized by its count
             self._build(train_ex.skim(), calibrated, count=train_ex.rows)
         else:
             self._build(train_ex, calibrated)
         run = Path(run_dir) if run_dir else None
-        if self.train_config.align_steps:  # a backbone's staged training (rlm.align)
-            from .align import align_numbers
-
-            align_numbers(self, train_ex)
-        return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights)
+        aligned = None  # a resumed run's saved weights replace stage 1's: skip it
+        if self.train_config.align_steps and not (resume and run and has_state(run)):
+            aligned = align_numbers(self, train_ex)  # type: ignore[arg-type]
+        return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights, aligned)
 
     def finetune(
         self,
@@ -365,8 +368,10 @@ class RegressionLM(Compression, Predictor):
         calibrate: bool,
         resume: bool = False,
         sample_weights: np.ndarray | None = None,
+        align_s: float | None = None,
     ) -> RegressionLM:
-        """Train the built network on the rows, select on ``valid_ex``, then calibrate."""
+        """Train the built network on the rows, select on ``valid_ex``, then calibrate.
+        ``align_s``: the seconds of a preceding alignment stage, for the summary."""
         # (re)training invalidates any earlier calibration, before training samples valid rows
         # (select="spearman") with a model whose objectives may differ from the calibration's
         self.calibration, self.training_summary = None, None
@@ -412,6 +417,8 @@ class RegressionLM(Compression, Predictor):
             placement=self.placement,
         )
         self.training_summary = self.result.summary()
+        if align_s is not None:
+            self.training_summary["align_s"] = align_s
         if calibrate and valid_ex and calibratable(valid_ex, codec.names):
             try:
                 self.calibrate(valid_ex)

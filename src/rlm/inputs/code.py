@@ -25,9 +25,14 @@ the program itself fits (``VocabConfig(code="strip" | "split")``, ``rlm train --
   ``lr_1e3`` stays whole: a piece starting with a digit would read as a number), and a name
   that is one piece keeps its case (``N`` and ``n`` are different variables in one program).
 * **Anything else falls back** to a conservative line rule: blank lines and whole-line ``#``
-  comments are dropped, nothing else changes. That is the path for text that does not
-  tokenize (an unterminated string, inconsistent dedents, ``$`` or ``?`` outside strings) and
-  for C/C++ (a ``#include`` / ``#define`` line marks it, and is kept: it is code there).
+  comments are dropped, nothing else changes. That is the path for text that Python cannot
+  parse (an unterminated string, inconsistent dedents, ``$`` or ``?`` outside strings, a
+  brace language whose ``//`` comments would otherwise swallow the rest of their line once
+  lines are joined, Python 2) and for C/C++ (a preprocessor line such as ``#include``,
+  ``#if`` or ``#else`` marks it, and is kept: it is code there).
+* **The Python version matters at the edges**: newer syntax (``type X = int``, 3.12) parses
+  only on newer versions, so such a program is rebuilt on one and falls back on another.
+  Serve a model whose inputs are code on the Python minor version it was trained with.
 
 Line endings are normalised to ``\\n`` first (as Python itself reads source). The function never
 raises on a ``str`` and is idempotent: ``code_text(code_text(s)) == code_text(s)``. Torch-free.
@@ -35,13 +40,18 @@ raises on a ``str`` and is idempotent: ``code_text(code_text(s)) == code_text(s)
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
 from collections.abc import Sequence
 
 # C preprocessor lines: code in C/C++, so such a text is never read as Python with comments.
-_DIRECTIVE = re.compile(r"^[ \t]*#(?:include|define|undef|ifdef|ifndef|endif|pragma)\b", re.M)
+_DIRECTIVE = re.compile(
+    r"^[ \t]*#[ \t]*(?:if|ifdef|ifndef|elif|else|endif|define|undef|include|include_next|pragma"
+    r"|error|warning|line|import)\b",
+    re.M,
+)
 # camelCase boundaries: aB, ABc (HTTPServer -> HTTP|Server), 8Dec (utf8Decode -> utf8|Decode)
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[0-9])(?=[A-Z][a-z])")
 _AFFIXES = re.compile(r"(_*)(.*?)(_*)", re.S)  # leading and trailing underscores of a name
@@ -95,6 +105,12 @@ def _python_tokens(text: str) -> list[tokenize.TokenInfo] | None:
         return None
     # '$', '?', a lone quote: error tokens up to 3.11, unknown operators from 3.12
     if any(t.type == tokenize.ERRORTOKEN or t.exact_type == tokenize.OP for t in tokens):
+        return None
+    # C, Java, JavaScript often tokenize as Python ('{', ';', '//' are operators); only a
+    # program Python can parse is rebuilt, so '//' comments never swallow the code after them
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     return _whole_fstrings(tokens, text)
 

@@ -264,7 +264,10 @@ class FieldEncoder:
         stats = {k: _key_stats(v, cfg) for k, v in seen.values.items()}
         categories = sorted(cls._categories(seen, seen.keys, cfg))
         pieces = [p for s in seen.strings for p in segments(s, False) if isinstance(p, str)]
-        tokenizer = InputTokenizer.train(pieces, vocab or VocabConfig(min_frequency=2))
+        # prepared: a string value's pieces are read as they are (``pieces`` never applies
+        # VocabConfig.code), so the tokenizer learns them as they are too
+        vocab = vocab or VocabConfig(min_frequency=2)
+        tokenizer = InputTokenizer.train(pieces, vocab, prepared=True)
         return cls(cfg, sorted(seen.keys), categories, stats, tokenizer)
 
     def extend(self, xs: Iterable[Mapping[str, Any]]) -> tuple[FieldEncoder, np.ndarray]:

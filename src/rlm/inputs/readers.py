@@ -51,10 +51,14 @@ def _fit(p: Predictor, examples: Sequence[Any], fields: bool) -> None:
     p.fields, p.text_numbers, p.backbone = None, None, None
     code = p.vocab_config.code
     if code != "off" and (fields or p.backbone_config is not None):
-        what = "a frozen backbone's own tokenizer" if p.backbone_config else "fields (mappings)"
+        fix = (
+            "a frozen backbone's own tokenizer: set code='off'"
+            if p.backbone_config
+            else "fields (mappings): set code='off', or pass inputs='text' to read them as text"
+        )
         raise ValueError(
             f"vocab code={code!r} reads text inputs as source code, but these inputs are read "
-            f"by {what}: set code='off', or pass inputs='text' to read every input as text"
+            f"by {fix}"
         )
     if p.backbone_config is not None:
         from ..nn.backbone import Backbone
