@@ -124,18 +124,21 @@ def test_server_batches_give_a_value_head_the_same_draws() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "rows", "calibrated", "preset", "head"),
+    ("kind", "rows", "calibrated", "preset", "head", "members"),
     [
-        ("fields", 100, True, "compact", "mse"),  # held-out rows will calibrate its intervals
-        ("fields", 100, False, "compact", "gaussian"),  # no held-out rows: its own spread
-        ("fields", 499, True, "compact", "mse"),
-        ("fields", 500, True, "compact", "digits"),
-        ("text", 100, True, "small", "digits"),
+        ("fields", 100, True, "compact", "mse", 4),  # held-out rows calibrate its intervals
+        ("fields", 100, False, "compact", "gaussian", 4),  # no held-out rows: its own spread
+        ("fields", 499, True, "compact", "mse", 4),
+        ("fields", 500, True, "compact", "digits", 1),
+        ("text", 100, True, "small", "digits", 1),
+        ("backbone", 100, True, "compact", "mse", 4),
     ],
 )
-def test_auto_model_gives_small_field_data_a_value_head(kind, rows, calibrated, preset, head):
+def test_auto_model_gives_small_field_data_a_value_head(
+    kind, rows, calibrated, preset, head, members
+):
     from rlm.nn.config import PRESETS, auto_model
 
     cfg = auto_model(kind, rows, calibrated, max_input_len=256)
-    assert cfg.head == head
+    assert (cfg.head, cfg.members) == (head, members)
     assert cfg.d_model == PRESETS[preset].d_model
