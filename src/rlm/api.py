@@ -88,7 +88,7 @@ class RegressionLM(Compression, Predictor):
         precision: Precision = "auto",
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
-        inputs (with a value head under 500 rows per task: ``nn.config.auto_model``), ``small``
+        inputs (4 value-head members under 500 rows per task: ``nn.config.auto_model``), ``small``
         for text (its position table raised to ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
