@@ -150,7 +150,7 @@ def _whole_fstrings(tokens: list[tokenize.TokenInfo], text: str) -> list[tokeniz
 def _rebuild(tokens: Sequence[tokenize.TokenInfo], split_identifiers: bool) -> str:
     """One output line per logical line that does something, indented one space per level."""
     lines: list[str] = []
-    depth, indent = 0, 0  # block level in the source; spaces of the last line written
+    depth = 0  # block level in the source
     line: list[tokenize.TokenInfo] = []
     for tok in tokens:
         if tok.type == tokenize.INDENT:
@@ -159,11 +159,7 @@ def _rebuild(tokens: Sequence[tokenize.TokenInfo], split_identifiers: bool) -> s
             depth -= 1
         elif tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
             if line and not _bare_strings(line):
-                # never deeper than one past the line before: a dropped docstring between
-                # two levels (not valid Python, but it tokenizes) must not leave a gap that
-                # re-reading the output would close
-                indent = min(depth, indent + 1)
-                lines.append(" " * indent + _join(line, split_identifiers))
+                lines.append(" " * depth + _join(line, split_identifiers))
             line = []
         elif tok.type not in _LAYOUT:
             line.append(tok)
@@ -186,15 +182,13 @@ def _join(line: Sequence[tokenize.TokenInfo], split_identifiers: bool) -> str:
     for i, tok in enumerate(line):
         if i and tok.start != line[i - 1].end:  # whitespace, a continuation, a bracketed newline
             out.append(" ")
-        piece = tok.string
-        glued_to_number = i and line[i - 1].type == tokenize.NUMBER and tok.start == line[i - 1].end
-        if split_identifiers and tok.type == tokenize.NAME and not glued_to_number:  # 2.3GHz
-            piece = split_name(piece)
-            nxt = line[i + 1] if i + 1 < len(line) else None
-            if piece != tok.string and nxt is not None and nxt.start == tok.end:
-                # a_b'x' -> "a b 'x'": glued, the last piece would become a string prefix
-                piece += " " if nxt.type == tokenize.STRING else ""
-        out.append(piece)
+        # only parsed Python gets here: a name glued to a number is a keyword (1if), one
+        # piece, and none is glued to a string (a_b'x' would make a prefix of its last piece)
+        out.append(
+            split_name(tok.string)
+            if split_identifiers and tok.type == tokenize.NAME
+            else tok.string
+        )
     return "".join(out)
 
 

@@ -46,10 +46,10 @@ from .resume import (
     save_state,
 )
 from .runtime import release_memory
-from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
-from .source import Row
 
 # lr_at is re-exported: rlm.training.lr_at (rlm 0.1) still resolves here (see rlm._moved)
+from .schedule import Best, Cooldown, Schedule, lr_at, stop_reason  # noqa: F401
+from .source import Row
 from .validation import validate
 
 
