@@ -327,3 +327,13 @@ def test_code_is_refused_for_field_inputs(kw) -> None:
     model = RegressionLM(model="tiny", vocab=VocabConfig(code="strip"), targets=["y"], **kw)
     with pytest.raises(ValueError, match="code='strip' reads text inputs as source code"):
         model.fit(rows)
+
+
+def test_parsing_prints_no_syntax_warnings() -> None:
+    """Deprecated but valid spellings ("1if", an invalid escape) are read without a warning:
+    a program's text is checked at every encode, and stderr would fill up."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = code_text("y = 1if x else 2  # c\ns = '\\d'\n", split_identifiers=False)
+    assert got == "y = 1if x else 2\ns = '\\d'"  # read as Python: the comment is gone
+    assert [w for w in caught if issubclass(w.category, SyntaxWarning)] == []

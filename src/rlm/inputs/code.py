@@ -44,6 +44,7 @@ import ast
 import io
 import re
 import tokenize
+import warnings
 from collections.abc import Sequence
 
 # C preprocessor lines: code in C/C++, so such a text is never read as Python with comments.
@@ -109,7 +110,9 @@ def _python_tokens(text: str) -> list[tokenize.TokenInfo] | None:
     # C, Java, JavaScript often tokenize as Python ('{', ';', '//' are operators); only a
     # program Python can parse is rebuilt, so '//' comments never swallow the code after them
     try:
-        ast.parse(text)
+        with warnings.catch_warnings():  # "1if x": a warning per program on stderr otherwise
+            warnings.simplefilter("ignore", SyntaxWarning)
+            ast.parse(text)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     return _whole_fstrings(tokens, text)
