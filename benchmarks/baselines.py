@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rlm.numbers.scaling import log_offset
+
 Kind = Literal["config", "nas", "code"]
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
 
@@ -105,16 +107,18 @@ def valid_spearman(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def _log_target(y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Fit in log space when every training target is positive and they span a decade or more.
+    """Fit in log space by the rule of the RLM's value heads (``log_offset``): no negative
+    target and the positive ones spanning a decade or more, ``log(y + c)`` where some are 0.
 
     Latencies, memory and run times are heavy-tailed; least squares on the raw scale would be
     dominated by a few huge rows, while the RLM's floating-point number tokens are
     scale-free. The log transform gives the baselines the same footing. Narrow-range targets
     (accuracies, PSNR) stay on their own scale, where exp() of an extrapolation cannot explode.
     """
-    if np.all(y > 0) and y.max() >= 10.0 * y.min():
-        return np.log(y), np.exp
-    return y, lambda z: z
+    c = log_offset(y)
+    if c is None:
+        return y, lambda z: z
+    return np.log(y + c), lambda z: np.exp(z) - c
 
 
 def _tree_nodes(model: Any) -> int:

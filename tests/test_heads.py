@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from rlm import ModelConfig, RegressionLM, TrainConfig
 from rlm.nn.config import preset
-from rlm.numbers.scaling import TargetScaler, wants_log
+from rlm.numbers.scaling import TargetScaler, TaskScaling, log_offset, wants_log
 
 
 @pytest.mark.parametrize(
@@ -18,6 +18,45 @@ from rlm.numbers.scaling import TargetScaler, wants_log
 )
 def test_log_scale_only_for_positive_targets_spanning_a_decade(values, log) -> None:
     assert wants_log(np.array(values)) is log
+
+
+@pytest.mark.parametrize(
+    ("values", "offset"),
+    [
+        ([1.0, 5.0, 10.0], 0.0),  # positive over a decade: plain log
+        ([0.0, 1e-6, 0.5, 0.9], 1e-6),  # zeros among positives over decades (storm)
+        ([0.0, 0.0, 2.0, 20.0], 2.0),
+        ([0.0, 1.0, 5.0], None),  # the positive values span less than a decade
+        ([-1.0, 0.0, 1.0, 100.0], None),  # a negative value: no log
+        ([0.0, 0.0], None),
+        ([1.0, 5.0], None),
+        ([], None),
+    ],
+)
+def test_log_offset_table(values: list[float], offset: float | None) -> None:
+    assert log_offset(np.array(values)) == offset
+
+
+def test_zero_targets_get_an_offset_log_that_round_trips() -> None:
+    rows = [{"t": v} for v in (0.0, 1e-6, 3e-4, 0.02, 0.9)]
+    scaler = TargetScaler.fit(rows, ["t"])
+    assert scaler.log == (True,) and scaler.offset == (1e-6,)
+    scaled = scaler.transform(rows).values
+    # the spread is in log space: the rows below 1e-3 no longer sit at one point
+    assert np.all(np.diff(scaled[:, 0]) > 0.1)
+    np.testing.assert_allclose(scaler.inverse(scaled)[:, 0], [r["t"] for r in rows], atol=1e-9)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        scaler.transform([{"t": -0.5}])
+    # a checkpoint saved before the offset existed reads as plain logs
+    legacy = {"names": ["t"], "log": [True], "mean": [1.0], "std": [2.0]}
+    assert TargetScaler.from_dict(legacy).offset == (0.0,)
+    assert TargetScaler.from_dict(scaler.to_dict()) == scaler
+    tasks = TaskScaling.fit([*rows, {"t": 5.0}, {"t": 50.0}], ["t"], ["a"] * 5 + ["b"] * 2, "s")
+    assert tasks.scalers["a"].offset == (1e-6,) and tasks.scalers["b"].offset == (0.0,)
+    grown = tasks.extend([{"t": 1.0}, {"t": 0.0}, {"t": 30.0}], ["c"] * 3)
+    assert grown.scalers["c"].offset == (1.0,)
+    zero = grown.transform([{"t": 0.0}], ["c"])  # each row on its own task's scale
+    np.testing.assert_allclose(grown.inverse(np.array([[zero[0]["t"]]]), ["c"]), [[0.0]], atol=1e-6)
 
 
 @given(st.lists(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=2, max_size=20))

@@ -243,20 +243,33 @@ def test_training_is_deterministic_with_a_seed() -> None:
     assert not torch.equal(a.net.head.weight, c.net.head.weight)
 
 
+# the cosine 5 steps past a 5-step warm-up of 100 steps: from 1e-3 towards the 1e-4 floor
+STEP_10 = 1e-4 + 9e-4 * 0.5 * (1 + math.cos(math.pi * 5 / 95))
+
+
 @pytest.mark.parametrize(
-    ("step", "elapsed", "budget", "expected"),
+    ("step", "elapsed", "budget", "clock", "expected"),
     [
-        (0, 0.0, None, 1e-3 / 5),  # warm-up: 5 of 100 steps
-        (4, 0.0, None, 1e-3),
-        (100, 0.0, None, 1e-4),  # end of cosine: lr * min_lr_frac
-        (10, 60.0, 60.0, 1e-4),  # the clock ran out first: schedule ends anyway
+        (0, 0.0, None, True, 1e-3 / 5),  # warm-up: 5 of 100 steps
+        (4, 0.0, None, True, 1e-3),
+        (100, 0.0, None, True, 1e-4),  # end of cosine: lr * min_lr_frac
+        (10, 0.0, 60.0, True, STEP_10),
+        (10, 60.0, 60.0, True, 1e-4),  # the clock ran out first: schedule ends anyway
+        (10, 30.0, 60.0, False, STEP_10),  # clock_schedule=False: steps only, however slow
+        (10, 60.0, 60.0, False, STEP_10),
     ],
 )
-def test_lr_schedule(step: int, elapsed: float, budget: float | None, expected: float) -> None:
+def test_lr_schedule(
+    step: int, elapsed: float, budget: float | None, clock: bool, expected: float
+) -> None:
     from rlm.nn.schedule import lr_at
 
-    cfg = TrainConfig(lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget)
+    cfg = TrainConfig(
+        lr=1e-3, warmup_frac=0.05, min_lr_frac=0.1, time_budget_s=budget, clock_schedule=clock
+    )
     assert lr_at(step, 100, cfg, elapsed) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="clock_schedule"):
+        TrainConfig(clock_schedule="no")  # type: ignore[arg-type]
 
 
 def test_spearman_selection_survives_constant_early_predictions() -> None:

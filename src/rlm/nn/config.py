@@ -229,6 +229,11 @@ class TrainConfig:
     max_epochs: int = 200
     max_steps: int | None = None
     time_budget_s: float | None = None  # stop (and restore the best weights) after this long
+    # with a time budget, the cosine's progress is the larger of the step and the time fraction
+    # (True: a run cut short by the clock still ends at the low rate), or the step fraction only
+    # (False: the clock only stops the run, so a run that ends before it, by early stopping or
+    # max_epochs, follows the same schedule on a busy machine as on an idle one: reproducible)
+    clock_schedule: bool = True
     warmup_frac: float = 0.05
     min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
     grad_clip: float = 1.0
@@ -277,6 +282,8 @@ class TrainConfig:
             )
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be >= 1")
+        if not isinstance(self.clock_schedule, bool):
+            raise ValueError(f"clock_schedule={self.clock_schedule!r}: use True or False")
         a = self.align_steps
         if isinstance(a, bool) or not isinstance(a, int) or a < 0:
             raise ValueError(f"align_steps={a!r}: use an int >= 0 (0: no alignment stage)")

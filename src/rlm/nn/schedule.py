@@ -19,7 +19,8 @@ def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> fl
     """Linear warm-up, then cosine decay to ``lr * min_lr_frac``.
 
     With a time budget, progress is the larger of the step fraction and the time fraction, so a
-    run cut short by the clock still ends its schedule at the low learning rate.
+    run cut short by the clock still ends its schedule at the low learning rate; with
+    ``clock_schedule=False`` it is the step fraction alone, so the rate never reads the clock.
 
     The warm-up counts steps only, so under a time budget with a large ``max_epochs`` it lasts
     long (possibly the whole budget, acting as a slow ramp). Measured on purpose: a warm-up
@@ -30,7 +31,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> fl
     if step < warm:
         return cfg.lr * (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
-    if cfg.time_budget_s:
+    if cfg.time_budget_s and cfg.clock_schedule:
         progress = max(progress, min(1.0, elapsed_s / cfg.time_budget_s))
     floor = cfg.lr * cfg.min_lr_frac
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,12 +1,14 @@
 """Targets as standardised floats, for the value heads (MSE, Gaussian) that regress them directly.
 
 The digit decoder reads and writes numbers at any scale; a regression head outputs one float
-per objective, so each objective is first put on a unit scale: logarithm when every training
-value is positive and they span a decade or more (latencies, memory, run times are
-heavy-tailed; least squares on the raw scale would be ruled by a few huge rows), then the
-training mean and standard deviation. Narrow-range targets (accuracies, PSNR) stay linear,
-where ``exp`` of an extrapolation cannot explode. The same rule picks the baselines' log
-scale in ``benchmarks/baselines.py``. Torch-free; saved with the checkpoint.
+per objective, so each objective is first put on a unit scale: logarithm when no training
+value is negative and the positive ones span a decade or more (latencies, memory, run times
+are heavy-tailed; least squares on the raw scale would be ruled by a few huge rows), then the
+training mean and standard deviation. A target measured as exactly 0 in some rows gets
+``log(v + c)``, c its smallest positive value (``log_offset``). Narrow-range targets
+(accuracies, PSNR) stay linear, where ``exp`` of an extrapolation cannot explode. The same
+rule picks the baselines' log scale in ``benchmarks/baselines.py``. Torch-free; saved with
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +28,24 @@ def wants_log(values: np.ndarray) -> bool:
     return bool(values.size and np.all(values > 0) and values.max() >= 10.0 * values.min())
 
 
+def log_offset(values: np.ndarray) -> float | None:
+    """How the unit scale takes the log of a target, ``log(v + c)``: c = 0 when ``wants_log``;
+    c = the smallest positive value when the others are exactly 0 and the positive ones span
+    a decade (a zero then reads as half the smallest measurement); None for no log.
+
+    Why the offset: storm's latencies span six decades, but 6 of its 1,000 training rows
+    measured 0, which ruled out the log; standardised on the raw scale, half the rows sat
+    within 0.015 of the maximum's zero point and the MSE head could not rank them.
+    """
+    if wants_log(values):
+        return 0.0
+    positive = values[values > 0]
+    if values.size == 0 or np.any(values < 0) or positive.size == 0:
+        return None
+    c = float(positive.min())
+    return c if positive.max() >= 10.0 * c else None
+
+
 @dataclass(frozen=True)
 class ScaledTargets:
     """What a value head trains on: (N, K) unit-scale targets and the (N, K) presence mask."""
@@ -36,33 +56,44 @@ class ScaledTargets:
 
 @dataclass(frozen=True)
 class TargetScaler:
-    """Per objective: log or not, then (value - mean) / std."""
+    """Per objective: ``log(value + offset)`` or the value, then (that - mean) / std."""
 
     names: tuple[str, ...]
     log: tuple[bool, ...]
+    offset: tuple[float, ...]  # c in log(v + c); 0 for a plain log (and where log is False)
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
     @classmethod
     def fit(cls, rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> TargetScaler:
-        logs, means, stds = [], [], []
+        logs, offsets, means, stds = [], [], [], []
         for name in names:
             v = np.array([r[name] for r in rows if name in r], dtype=float)
             if v.size == 0:
                 raise ValueError(f"no training row has target {name!r}: drop it from targets")
-            log = wants_log(v)
-            z = np.log(v) if log else v
-            logs.append(log)
+            c = log_offset(v)
+            z = v if c is None else np.log(v + c)
+            logs.append(c is not None)
+            offsets.append(c or 0.0)
             means.append(float(z.mean()))
             stds.append(float(z.std()) or 1.0)  # a constant target: unit scale, not 0
-        return cls(tuple(names), tuple(logs), tuple(means), tuple(stds))
+        return cls(tuple(names), tuple(logs), tuple(offsets), tuple(means), tuple(stds))
 
     def extend(self, rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> TargetScaler:
         """This scaler with objectives ``names`` appended, fitted on ``rows``."""
         new = TargetScaler.fit(rows, names)
+        return self.concat(new)
+
+    def take(self, index: Iterable[int]) -> TargetScaler:
+        """The objectives at ``index``, in that order."""
+        idx = list(index)
         return TargetScaler(
-            self.names + new.names, self.log + new.log, self.mean + new.mean, self.std + new.std
+            *(tuple(getattr(self, f)[i] for i in idx) for f in SCALER_FIELDS)  # type: ignore[arg-type]
         )
+
+    def concat(self, other: TargetScaler) -> TargetScaler:
+        """This scaler's objectives, then ``other``'s."""
+        return TargetScaler(*(getattr(self, f) + getattr(other, f) for f in SCALER_FIELDS))
 
     def transform(self, rows: Sequence[Mapping[str, float]]) -> ScaledTargets:
         """Targets (N, K) on the unit scale, and a (N, K) mask of the objectives present."""
@@ -72,12 +103,13 @@ class TargetScaler:
             for i, r in enumerate(rows):
                 if name not in r:
                     continue
-                if self.log[k] and r[name] <= 0:
+                if self.log[k] and r[name] + self.offset[k] <= 0:
+                    least = "> 0" if self.offset[k] == 0 else ">= 0"
                     raise ValueError(
                         f"row {i}: target {name!r} is {r[name]}, but this model fits {name!r} "
-                        "in log space (every training value was positive): it cannot take <= 0"
+                        f"in log space (every training value was {least}): it must be {least}"
                     )
-                v = np.log(r[name]) if self.log[k] else r[name]
+                v = np.log(r[name] + self.offset[k]) if self.log[k] else r[name]
                 out[i, k] = (v - self.mean[k]) / self.std[k]
                 mask[i, k] = 1.0
         return ScaledTargets(out, mask)
@@ -86,19 +118,19 @@ class TargetScaler:
         """Unit-scale values (..., K) back to target units."""
         v = np.asarray(z, dtype=float) * np.array(self.std) + np.array(self.mean)
         log = np.array(self.log)
-        return np.where(log, np.exp(np.where(log, v, 0.0)), v)
+        return np.where(log, np.exp(np.where(log, v, 0.0)) - np.array(self.offset), v)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "names": list(self.names),
-            "log": list(self.log),
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
+        return {f: list(getattr(self, f)) for f in SCALER_FIELDS}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TargetScaler:
-        return strict_from_dict(cls, d, tuples=("names", "log", "mean", "std"))
+        if "offset" not in d:  # saved before log(v + c) existed: every log was plain
+            d = {**d, "offset": [0.0] * len(d.get("names", ()))}
+        return strict_from_dict(cls, d, tuples=SCALER_FIELDS)
+
+
+SCALER_FIELDS = ("names", "log", "offset", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -145,11 +177,13 @@ class TaskScaling:
         if not by_task:
             return self
         known = list(self.scalers.values())
+        columns = range(len(names))
         pooled = TargetScaler(
             names,
-            tuple(bool(np.mean([s.log[j] for s in known]) >= 0.5) for j in range(len(names))),
-            tuple(float(np.mean([s.mean[j] for s in known])) for j in range(len(names))),
-            tuple(float(np.mean([s.std[j] for s in known])) for j in range(len(names))),
+            tuple(bool(np.mean([s.log[j] for s in known]) >= 0.5) for j in columns),
+            tuple(float(np.mean([s.offset[j] for s in known])) for j in columns),
+            tuple(float(np.mean([s.mean[j] for s in known])) for j in columns),
+            tuple(float(np.mean([s.std[j] for s in known])) for j in columns),
         )
         fitted = {t: self._own(own, names, pooled) for t, own in by_task.items()}
         return TaskScaling(self.key, {**self.scalers, **fitted})
@@ -164,10 +198,7 @@ class TaskScaling:
         k = {n: i for i, n in enumerate(have)}
         pick = [(fitted, k[n]) if n in k else (pooled, j) for j, n in enumerate(names)]
         return TargetScaler(
-            tuple(names),
-            tuple(s.log[i] for s, i in pick),
-            tuple(s.mean[i] for s, i in pick),
-            tuple(s.std[i] for s, i in pick),
+            *(tuple(getattr(s, f)[i] for s, i in pick) for f in SCALER_FIELDS)  # type: ignore[arg-type]
         )
 
     def check_known(self, tasks: Iterable[str]) -> None:
@@ -205,7 +236,7 @@ class TaskScaling:
         k = z.shape[-1]
         for task, idx in groups(tasks).items():
             s = self._scaler(task)
-            out[idx] = TargetScaler(s.names[:k], s.log[:k], s.mean[:k], s.std[:k]).inverse(z[idx])
+            out[idx] = s.take(range(k)).inverse(z[idx])
         return out
 
     def to_dict(self) -> dict[str, Any]:
