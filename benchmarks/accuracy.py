@@ -47,8 +47,9 @@ Every RLM calibrates its intervals on its valid rows (split-conformal, ``rlm.pre
 the tables give the calibrated 80% coverage and width, and the raw (uncalibrated) coverage of
 the same samples beside them.
 
-Baselines fit positive targets in log space (see ``baselines._log_target``). The RLM point is
-the median of the samples; its 80% interval is the 10%-90% sample quantiles.
+Baselines fit heavy-tailed targets in log space, by the RLM value heads' rule (see
+``baselines._log_target``). The RLM point is the median of the samples; its 80% interval is
+the 10%-90% sample quantiles.
 
 Tasks and train sizes (``n/a`` where the train split is smaller: then all of it is used):
   systems/<each of 11 systems>      performance target       100, 1000
@@ -451,7 +452,10 @@ def fit_multiobjective(
         model=rlm_model(s),
         targets=targets,
         vocab=VocabConfig(pattern=EDGE_PATTERN),
-        train=rlm_train_config(s, s.budget_s, "nas"),
+        train=replace(
+            rlm_train_config(s, s.budget_s, "nas"),
+            clock_schedule=len(first.train) >= CLOCK_ROWS,
+        ),
     )
     t = time.perf_counter()
     model.fit(joined(first.train), valid=joined(first.valid))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,19 +106,32 @@ def valid_spearman(y: np.ndarray, pred: np.ndarray) -> float:
     return spearman(y, pred)
 
 
-def _log_target(y: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Fit in log space by the rule of the RLM's value heads (``log_offset``): no negative
-    target and the positive ones spanning a decade or more, ``log(y + c)`` where some are 0.
+@dataclass(frozen=True)
+class LogTarget:
+    """The scale the baselines fit: ``log(y + offset)``, or ``y`` itself (offset None)."""
+
+    offset: float | None
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        return y if self.offset is None else np.log(y + self.offset)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Back to target units; a target fitted in log space was never negative, nor is this."""
+        return z if self.offset is None else np.maximum(np.exp(z) - self.offset, 0.0)
+
+
+def _log_target(y: np.ndarray) -> tuple[np.ndarray, LogTarget]:
+    """The training targets on the scale fitted, and that scale: log space by the rule of the
+    RLM's value heads (``log_offset``): no negative target and the positive ones spanning a
+    decade or more, ``log(y + c)`` where some are 0.
 
     Latencies, memory and run times are heavy-tailed; least squares on the raw scale would be
     dominated by a few huge rows, while the RLM's floating-point number tokens are
     scale-free. The log transform gives the baselines the same footing. Narrow-range targets
     (accuracies, PSNR) stay on their own scale, where exp() of an extrapolation cannot explode.
     """
-    c = log_offset(y)
-    if c is None:
-        return y, lambda z: z
-    return np.log(y + c), lambda z: np.exp(z) - c
+    scale = LogTarget(log_offset(y))
+    return scale.forward(y), scale
 
 
 def _tree_nodes(model: Any) -> int:
@@ -148,7 +161,7 @@ def fit_baselines(
     mean_pred = np.full(len(test_x), float(np.mean(train_y)))
     out["mean"] = BaselineResult(mean_pred, time.perf_counter() - t, 1)
 
-    fit_y, inverse = _log_target(train_y)
+    fit_y, scale = _log_target(train_y)
 
     # TF-IDF: character n-grams for strings (cells, programs), option=value tokens for configs
     t = time.perf_counter()
@@ -167,7 +180,7 @@ def fit_baselines(
             best = (score, ridge)
     ridge = best[1]
     out["tfidf_ridge"] = BaselineResult(
-        inverse(ridge.predict(xte)), time.perf_counter() - t, int(ridge.coef_.size + 1)
+        scale.inverse(ridge.predict(xte)), time.perf_counter() - t, int(ridge.coef_.size + 1)
     )
 
     t = time.perf_counter()
@@ -178,6 +191,6 @@ def fit_baselines(
     ftr, (fte,) = features
     gbt = HistGradientBoostingRegressor(random_state=seed).fit(ftr, fit_y)
     out["gbt"] = BaselineResult(
-        inverse(gbt.predict(fte)), time.perf_counter() - t, _tree_nodes(gbt)
+        scale.inverse(gbt.predict(fte)), time.perf_counter() - t, _tree_nodes(gbt)
     )
     return out

@@ -63,7 +63,7 @@ def fit_lightgbm(
 ) -> BaselineResult:
     lgb = _need("lightgbm")
     t = time.perf_counter()
-    fit_y, inverse = _log_target(ytr)
+    fit_y, scale = _log_target(ytr)
     best: tuple[float, Any] = (-math.inf, None)
     for values in itertools.product(*LGBM_GRID.values()):
         params = dict(zip(LGBM_GRID, values, strict=True))
@@ -74,7 +74,7 @@ def fit_lightgbm(
             best = (score, model)
     model = best[1]
     leaves = int(model.booster_.trees_to_dataframe().shape[0])
-    return BaselineResult(inverse(model.predict(xte)), time.perf_counter() - t, leaves)
+    return BaselineResult(scale.inverse(model.predict(xte)), time.perf_counter() - t, leaves)
 
 
 def _frame(kind: Kind, rows: Sequence[Any], columns: list[str], cats: set[str]) -> Any:
@@ -110,8 +110,7 @@ def fit_catboost(
         rows: Sequence[Mapping[str, Any]] = train_x
         columns = sorted({k for x in rows for k in x})
         cats = {k for x in rows for k, v in x.items() if isinstance(v, str)}
-    fit_y, inverse = _log_target(ytr)
-    valid_y = np.log(yva) if inverse is np.exp else yva
+    fit_y, scale = _log_target(ytr)
     model = cb.CatBoostRegressor(
         iterations=1000,
         early_stopping_rounds=100,
@@ -125,9 +124,9 @@ def fit_catboost(
     model.fit(
         _frame(kind, train_x, columns, cats),
         fit_y,
-        eval_set=(_frame(kind, valid_x, columns, cats), valid_y),
+        eval_set=(_frame(kind, valid_x, columns, cats), scale.forward(yva)),
     )
-    pred = inverse(model.predict(_frame(kind, test_x, columns, cats)))
+    pred = scale.inverse(model.predict(_frame(kind, test_x, columns, cats)))
     return BaselineResult(pred, time.perf_counter() - t, int(model.tree_count_ or 0))
 
 
@@ -172,7 +171,7 @@ def fit_tabm(
     t = time.perf_counter()
     torch.manual_seed(seed)
     xq, (vq, teq) = _tabm_inputs(xtr, [xva, xte], seed)
-    fit_y, inverse = _log_target(ytr)
+    fit_y, scale = _log_target(ytr)
     mu, sd = float(fit_y.mean()), float(fit_y.std()) or 1.0
     x, xv, xt = (torch.as_tensor(a, dtype=torch.float32) for a in (xq, vq, teq))
     y = torch.as_tensor((fit_y - mu) / sd, dtype=torch.float32)
@@ -208,7 +207,7 @@ def fit_tabm(
     if best_state is not None:
         model.load_state_dict(best_state)
     params = sum(p.numel() for p in model.parameters())
-    return BaselineResult(inverse(predict(xt)), time.perf_counter() - t, params)
+    return BaselineResult(scale.inverse(predict(xt)), time.perf_counter() - t, params)
 
 
 def fit_tuned(

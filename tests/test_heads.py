@@ -45,8 +45,10 @@ def test_zero_targets_get_an_offset_log_that_round_trips() -> None:
     # the spread is in log space: the rows below 1e-3 no longer sit at one point
     assert np.all(np.diff(scaled[:, 0]) > 0.1)
     np.testing.assert_allclose(scaler.inverse(scaled)[:, 0], [r["t"] for r in rows], atol=1e-9)
-    with pytest.raises(ValueError, match="must be >= 0"):
-        scaler.transform([{"t": -0.5}])
+    for negative in (-0.5, -5e-7):  # inside (-c, 0) too: log(v + c) exists, but v < 0 never did
+        with pytest.raises(ValueError, match="must be >= 0"):
+            scaler.transform([{"t": negative}])
+    assert scaler.inverse(np.array([[-50.0]]))[0, 0] == 0.0  # below the image of 0: 0
     # a checkpoint saved before the offset existed reads as plain logs
     legacy = {"names": ["t"], "log": [True], "mean": [1.0], "std": [2.0]}
     assert TargetScaler.from_dict(legacy).offset == (0.0,)

@@ -16,7 +16,7 @@ result anyway. ``finetune`` does not re-run it: the copy's projections are align
 
 The rows: each objective's value is drawn, half the time, from its training values (the task's
 distribution), else uniformly over its training range (log-uniformly where the target is
-learnt in log space, ``numbers.scaling.wants_log``), so values between the measured ones are
+learnt in log space, ``numbers.scaling.log_offset``), so values between the measured ones are
 seen too. Several objectives are written in order, separated by a space.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from .io import Example
 from .io.stream import ExampleStream
-from .numbers.scaling import wants_log
+from .numbers.scaling import log_offset
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -68,8 +68,9 @@ def _draw(seen: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     inside the training range (a number range fitted on it, e.g. ``scheme="normalized"``,
     refuses a value rounded past its ends)."""
     lo, hi = float(seen.min()), float(seen.max())
-    if wants_log(seen):
-        spread = np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))
+    c = log_offset(seen)
+    if c is not None:
+        spread = np.exp(rng.uniform(np.log(lo + c), np.log(hi + c), size=n)) - c
     else:
         spread = rng.uniform(lo, hi, size=n)
     rounded = np.array([float(f"{v:.{DIGITS}g}") for v in spread])

@@ -61,8 +61,9 @@ class Cooldown:
 
 @dataclass
 class Schedule:
-    """The learning rate at a step (warm-up + cosine by step and clock, or the cooldown's linear
-    anneal once patience ran out) and whether training is over."""
+    """The learning rate at a step (warm-up + cosine by step and clock, by step alone with
+    ``clock_schedule=False``, or the cooldown's linear anneal once patience ran out) and
+    whether training is over."""
 
     cfg: TrainConfig
     total: int

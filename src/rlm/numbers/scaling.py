@@ -103,8 +103,8 @@ class TargetScaler:
             for i, r in enumerate(rows):
                 if name not in r:
                     continue
-                if self.log[k] and r[name] + self.offset[k] <= 0:
-                    least = "> 0" if self.offset[k] == 0 else ">= 0"
+                least = "> 0" if self.offset[k] == 0 else ">= 0"
+                if self.log[k] and (r[name] <= 0 if self.offset[k] == 0 else r[name] < 0):
                     raise ValueError(
                         f"row {i}: target {name!r} is {r[name]}, but this model fits {name!r} "
                         f"in log space (every training value was {least}): it must be {least}"
@@ -115,10 +115,13 @@ class TargetScaler:
         return ScaledTargets(out, mask)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Unit-scale values (..., K) back to target units."""
+        """Unit-scale values (..., K) back to target units. Below ``log(c)``, the image of 0,
+        ``log(v + c)`` has no preimage: such a value maps to 0, the least the target ever was
+        (monotone, so quantiles and intervals keep their order)."""
         v = np.asarray(z, dtype=float) * np.array(self.std) + np.array(self.mean)
         log = np.array(self.log)
-        return np.where(log, np.exp(np.where(log, v, 0.0)) - np.array(self.offset), v)
+        back = np.maximum(np.exp(np.where(log, v, 0.0)) - np.array(self.offset), 0.0)
+        return np.where(log, back, v)
 
     def to_dict(self) -> dict[str, Any]:
         return {f: list(getattr(self, f)) for f in SCALER_FIELDS}
@@ -141,9 +144,10 @@ class TaskScaling:
     Why: tasks measure different quantities (7z's time in ms, x264's PSNR in dB). Decoding
     them raw makes the model spend its capacity and its selection on each task's scale, which
     the task name alone gives away, instead of the within-task ranking a user asks for. Put on
-    one scale per task (log when positive and spanning a decade, then standardised), the shared
-    model's rows all say "how far above this task's typical value": at 100 rows per system, a
-    model shared by 10 systems rose from 0.834 to 0.877 mean test Spearman (300 s, 2 cores).
+    one scale per task (``log_offset``'s log when non-negative and spanning a decade, then
+    standardised), the shared model's rows all say "how far above this task's typical value":
+    at 100 rows per system, a model shared by 10 systems rose from 0.834 to 0.877 mean test
+    Spearman (300 s, 2 cores).
     An objective a task never has uses the pooled statistics of all tasks. Prediction maps the
     unit-scale draws back through the row's task, so an unseen task is an error.
     """
