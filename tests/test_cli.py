@@ -92,6 +92,16 @@ def test_train_writes_checkpoint_metrics_and_layout(model_dir: Path) -> None:
     assert json.loads((model_dir / "cli.json").read_text())["train_rows"] == 140
 
 
+def test_train_clock_schedule_flag_reaches_the_saved_config(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "steps"
+    ok(_train(data["nested"], out, "--target", TARGET, "--time-budget", "600",
+              "--no-clock-schedule"))  # fmt: skip
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["time_budget_s"] == 600 and train["clock_schedule"] is False
+
+
 def test_train_refuses_to_mix_runs_without_overwrite(
     data: dict[str, Path], model_dir: Path
 ) -> None:

@@ -79,6 +79,13 @@ TimeBudget = Annotated[
         min=0.0, help="Stop after this many seconds of training and keep the best weights so far."
     ),
 ]
+ClockSchedule = Annotated[
+    bool,
+    typer.Option(
+        help="With --time-budget, let the clock bring the learning rate down too (default); "
+        "--no-clock-schedule follows epochs only, so a run that ends early is reproducible."
+    ),
+]
 BatchSize = Annotated[int, typer.Option(min=1, help="Examples per optimiser step.")]
 LearningRate = Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")]
 Seed = Annotated[int, typer.Option(help="Seed for initialisation and batch order.")]
@@ -261,6 +268,7 @@ def train(
     preset: PresetOption = Preset.auto,
     epochs: Epochs = 200,
     time_budget: TimeBudget = None,
+    clock_schedule: ClockSchedule = True,
     batch_size: BatchSize = 64,
     lr: LearningRate = 1e-3,
     seed: Seed = 0,
@@ -325,6 +333,7 @@ def train(
             batch_size=batch_size,
             max_epochs=epochs,
             time_budget_s=time_budget,
+            clock_schedule=clock_schedule,
             select=select.value,
             patience=patience,
             seed=seed,
