@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rlm.numbers.scaling import log_offset
+from rlm.numbers.scaling import from_log, log_offset, to_log
 
 Kind = Literal["config", "nas", "code"]
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
@@ -113,11 +113,10 @@ class LogTarget:
     offset: float | None
 
     def forward(self, y: np.ndarray) -> np.ndarray:
-        return y if self.offset is None else np.log(y + self.offset)
+        return y if self.offset is None else to_log(y, self.offset)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Back to target units; a target fitted in log space was never negative, nor is this."""
-        return z if self.offset is None else np.maximum(np.exp(z) - self.offset, 0.0)
+        return z if self.offset is None else from_log(z, self.offset)
 
 
 def _log_target(y: np.ndarray) -> tuple[np.ndarray, LogTarget]:

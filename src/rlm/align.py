@@ -31,7 +31,7 @@ import numpy as np
 
 from .io import Example
 from .io.stream import ExampleStream
-from .numbers.scaling import log_offset
+from .numbers.scaling import from_log, log_offset, to_log
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -70,7 +70,7 @@ def _draw(seen: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     lo, hi = float(seen.min()), float(seen.max())
     c = log_offset(seen)
     if c is not None:
-        spread = np.exp(rng.uniform(np.log(lo + c), np.log(hi + c), size=n)) - c
+        spread = from_log(rng.uniform(to_log(lo, c), to_log(hi, c), size=n), c)
     else:
         spread = rng.uniform(lo, hi, size=n)
     rounded = np.array([float(f"{v:.{DIGITS}g}") for v in spread])

@@ -40,10 +40,22 @@ def log_offset(values: np.ndarray) -> float | None:
     if wants_log(values):
         return 0.0
     positive = values[values > 0]
-    if values.size == 0 or np.any(values < 0) or positive.size == 0:
+    if np.any(values < 0) or positive.size == 0:
         return None
     c = float(positive.min())
     return c if positive.max() >= 10.0 * c else None
+
+
+def to_log(v: Any, c: Any) -> Any:
+    """``log(v + c)``: a target onto the log scale of ``log_offset`` (scalars or arrays)."""
+    return np.log(v + c)
+
+
+def from_log(z: Any, c: Any) -> Any:
+    """The inverse of ``to_log``. Below ``log(c)``, the image of 0, ``log(v + c)`` has no
+    preimage: such a value maps to 0, the least the target ever was (monotone, so quantiles
+    and intervals keep their order)."""
+    return np.maximum(np.exp(z) - c, 0.0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class TargetScaler:
             if v.size == 0:
                 raise ValueError(f"no training row has target {name!r}: drop it from targets")
             c = log_offset(v)
-            z = v if c is None else np.log(v + c)
+            z = v if c is None else to_log(v, c)
             logs.append(c is not None)
             offsets.append(c or 0.0)
             means.append(float(z.mean()))
@@ -103,25 +115,22 @@ class TargetScaler:
             for i, r in enumerate(rows):
                 if name not in r:
                     continue
-                least = "> 0" if self.offset[k] == 0 else ">= 0"
                 if self.log[k] and (r[name] <= 0 if self.offset[k] == 0 else r[name] < 0):
+                    least = "> 0" if self.offset[k] == 0 else ">= 0"
                     raise ValueError(
                         f"row {i}: target {name!r} is {r[name]}, but this model fits {name!r} "
                         f"in log space (every training value was {least}): it must be {least}"
                     )
-                v = np.log(r[name] + self.offset[k]) if self.log[k] else r[name]
+                v = to_log(r[name], self.offset[k]) if self.log[k] else r[name]
                 out[i, k] = (v - self.mean[k]) / self.std[k]
                 mask[i, k] = 1.0
         return ScaledTargets(out, mask)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Unit-scale values (..., K) back to target units. Below ``log(c)``, the image of 0,
-        ``log(v + c)`` has no preimage: such a value maps to 0, the least the target ever was
-        (monotone, so quantiles and intervals keep their order)."""
+        """Unit-scale values (..., K) back to target units (``from_log`` where logged)."""
         v = np.asarray(z, dtype=float) * np.array(self.std) + np.array(self.mean)
         log = np.array(self.log)
-        back = np.maximum(np.exp(np.where(log, v, 0.0)) - np.array(self.offset), 0.0)
-        return np.where(log, back, v)
+        return np.where(log, from_log(np.where(log, v, 0.0), np.array(self.offset)), v)
 
     def to_dict(self) -> dict[str, Any]:
         return {f: list(getattr(self, f)) for f in SCALER_FIELDS}
