@@ -94,6 +94,7 @@ from rlm.io import Example, read_jsonl, subset
 from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, preset
 from rlm.predict.metrics import regression_metrics
 from rlm.predict.summary import Predictions
+from rlm.selection import model_label
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -333,11 +334,15 @@ def rlm_metrics(
 def fitted_row(model: RegressionLM, train_s: float) -> dict[str, Any]:
     """What every RLM row records about its training."""
     assert model.net is not None and model.training_summary is not None
+    selection = model.training_summary.get("selection")
     return {
         "train_s": train_s,
         "params": model.net.num_params(),
         "epochs": model.training_summary["epochs"],
         "stopped": model.training_summary["stopped"],
+        # the head and members of the model fitted (model="auto" may have chosen it on valid)
+        "model": model_label(model.model_config),
+        "selection": selection,
     }
 
 

@@ -79,7 +79,7 @@ def vs_tuned(report: dict[str, Any]) -> list[dict[str, Any]]:
             best_m, best = max(trees, key=lambda mr: mr[1]["spearman"])
             tabm = methods.get("tabm") or {}
             rlms = {
-                m: {"spearman": r.get("spearman"), "mape": r.get("mape")}
+                m: {"spearman": r.get("spearman"), "mape": r.get("mape"), "model": r.get("model")}
                 for m in RLMS
                 if (r := methods.get(m)) is not None
             }
@@ -136,7 +136,8 @@ def _tuned_markdown(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         cells = "".join(
-            f" {_f(r['rlms'].get(v, {}).get('spearman'))} | {pct(r['rlms'].get(v, {}).get('mape'))} |"
+            f" {_f(r['rlms'].get(v, {}).get('spearman'))}{_model(r['rlms'].get(v, {}))} | "
+            f"{pct(r['rlms'].get(v, {}).get('mape'))} |"
             for v in variants
         )
         lines.append(
@@ -144,6 +145,12 @@ def _tuned_markdown(rows: list[dict[str, Any]]) -> list[str]:
             f"{pct(r['tree_mape'])} | {_f(r['tabm_spearman'])} | {pct(r['tabm_mape'])} |{cells}"
         )
     return lines
+
+
+def _model(rlm: dict[str, Any]) -> str:
+    """`` (mse4)``: the head (and members) of an RLM row that was not the digit decoder."""
+    model = rlm.get("model")
+    return "" if model in (None, "digits") else f" ({model})"
 
 
 def shared_vs_single(report: dict[str, Any], size: str = "100") -> list[dict[str, Any]]:

@@ -32,18 +32,16 @@ from .io.examples import as_examples
 from .io.stream import ExampleStream
 from .nn.batches import Batches, InMemory, Streamed, Targets
 from .nn.config import (
-    AUTO_PRESET,
     BackboneConfig,
     LoraConfig,
     ModelConfig,
     TrainConfig,
     auto_model,
-    preset,
 )
 from .nn.decoding import GrammarTable
 from .nn.device import Placement, Precision
 from .nn.distributed import World
-from .nn.exits import ExitNetwork, check_exits, check_tolerance
+from .nn.exits import ExitNetwork
 from .nn.model import RegressionTransformer
 from .nn.resume import has_state
 from .nn.sampling import TorchNetwork
@@ -55,9 +53,8 @@ from .persist import finish_run, load_model, run_fingerprint, save_model
 from .predict.calibration import MIN_ROWS, NonFiniteDraws, calibratable
 from .predict.summary import mean_spearman
 from .predictor import InputKind, Predictor
+from .selection import auto_shape, candidate_configs, model_choice, select_model
 from .transfer import check_targets, extend_model, mixture, row_weights
-
-PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
 
 
 class RegressionLM(Compression, Predictor):
@@ -74,7 +71,7 @@ class RegressionLM(Compression, Predictor):
     def __init__(
         self,
         *,
-        model: str | ModelConfig = "auto",
+        model: str | ModelConfig | Sequence[str | ModelConfig] = "auto",
         numbers: NumberConfig | None = None,
         vocab: VocabConfig | None = None,
         serializer: SerializerConfig | None = None,
@@ -87,9 +84,12 @@ class RegressionLM(Compression, Predictor):
         device: str = "auto",
         precision: Precision = "auto",
     ) -> None:
-        """``model``: a preset name, a ``ModelConfig``, or ``"auto"``: ``compact`` for field
-        inputs (4 value-head members under 500 rows per task: ``nn.config.auto_model``), ``small``
-        for text (its position table raised to ``vocab.max_length``).
+        """``model``: a preset name, a ``ModelConfig``, several of them (each is fitted with an
+        equal share of the time budget and the best on the valid rows is kept: ``rlm.selection``),
+        or ``"auto"``: ``compact`` for field inputs (4 value-head members under 500 rows per
+        task; from 500, the digit decoder or those 4 members, chosen on the valid rows:
+        ``nn.config.auto_candidates``), ``small`` for text (its position table raised to
+        ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
         (default) reads fields when every training input is a mapping, else text.
@@ -104,11 +104,7 @@ class RegressionLM(Compression, Predictor):
         super().__init__()
         if inputs not in ("auto", "text", "fields"):
             raise ValueError(f"inputs={inputs!r}: choose 'auto', 'text' or 'fields'")
-        self._auto_model = model == "auto"
-        if isinstance(model, str):
-            self.model_config = preset(AUTO_PRESET["text"] if self._auto_model else model)
-        else:
-            self.model_config = model
+        self._auto_model, self.candidates, self.model_config = model_choice(model)
         self.numbers = numbers or NumberConfig()
         self.vocab_config = vocab or VocabConfig()
         self.serializer = serializer or SerializerConfig()
@@ -144,30 +140,6 @@ class RegressionLM(Compression, Predictor):
             log=self.exit_log, placement=self.placement,
         )  # fmt: skip
 
-    def set_early_exit(self, tolerance: float | None) -> RegressionLM:
-        """Predict with early exit (``rlm.nn.exits``): each input stops at the first exit whose
-        greedy point agrees with the previous exit's within ``tolerance`` (relative, e.g. 0.01);
-        None: every input runs every layer. Needs a model with exits (``add_exits``). Each
-        prediction's exit layers are recorded in ``exit_log`` (cleared here)."""
-        if tolerance is not None:
-            check_tolerance(tolerance)
-            check_exits(self._check_fitted()[2].cfg)
-            if self.task_key is not None:
-                raise ValueError(
-                    "early exit compares each input's predictions in the units the model "
-                    "writes; a model with a task_key writes every task on its own standardised "
-                    "scale, where a relative tolerance means nothing: predict at full depth"
-                )
-        self.early_exit = tolerance
-        self.exit_log.clear()
-        return self
-
-    def mean_exit_layer(self) -> float:
-        """The mean encoder layer at which inputs exited since ``set_early_exit``."""
-        if not self.exit_log:
-            raise ValueError("no prediction with early exit yet: set_early_exit(0.01), predict")
-        return float(np.concatenate(self.exit_log).mean())
-
     def num_params(self) -> int:
         return self._check_fitted()[2].num_params()
 
@@ -187,14 +159,10 @@ class RegressionLM(Compression, Predictor):
         rows = self._unit_rows(examples)
         self.codec = TargetCodec.fit(rows, names, self.numbers)
         self.scaler = None
-        fields = reads_fields(self, examples)
         if self._auto_model:
-            kind = "backbone" if self.backbone_config else "fields" if fields else "text"
-            reader = self.backbone_config or self.vocab_config
-            length = max(PRESETS_MAX_LEN, reader.max_length)
-            per_task = (count or len(examples)) // len(set(tasks or [""]))
+            kind, per_task, length = auto_shape(self, examples, count)
             self.model_config = auto_model(kind, per_task, calibrated, length)
-        fit_readers(self, examples, fields)
+        fit_readers(self, examples, reads_fields(self, examples))
         if self.model_config.head != "digits":
             self.scaler = TargetScaler.fit(rows, names)
         torch.manual_seed(self.train_config.seed)
@@ -291,6 +259,11 @@ class RegressionLM(Compression, Predictor):
         calibrate: bool,
         sample_weights: np.ndarray | None = None,
     ) -> RegressionLM:
+        run = Path(run_dir) if run_dir else None
+        configs = candidate_configs(self, train_ex, valid_ex)
+        if len(configs) > 1:
+            fit = {"resume": resume, "calibrate": calibrate, "sample_weights": sample_weights}
+            return self._adopt(select_model(self, configs, train_ex, valid_ex, run, fit), run)
         calibrated = calibrate and len(valid_ex or ()) >= MIN_ROWS
         if self.train_config.align_steps:  # a backbone's staged training (rlm.align)
             check_alignment(self, train_ex)
@@ -298,11 +271,20 @@ class RegressionLM(Compression, Predictor):
             self._build(train_ex.skim(), calibrated, count=train_ex.rows)
         else:
             self._build(train_ex, calibrated)
-        run = Path(run_dir) if run_dir else None
         aligned = None  # a resumed run's saved weights replace stage 1's: skip it
         if self.train_config.align_steps and not (resume and run and has_state(run)):
             aligned = align_numbers(self, train_ex)  # type: ignore[arg-type]
         return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights, aligned)
+
+    def _adopt(self, chosen: RegressionLM, run: Path | None) -> RegressionLM:
+        """Become the chosen candidate (keeping what to choose from, for a later ``fit``) and
+        save it in the run directory."""
+        candidates, auto = self.candidates, self._auto_model
+        self.__dict__.update(chosen.__dict__)
+        self.candidates, self._auto_model = candidates, auto
+        if run is not None and World.current().main:
+            finish_run(self, run)
+        return self
 
     def finetune(
         self,

@@ -1,6 +1,7 @@
 """Compression methods of a fitted ``RegressionLM`` (``rlm.api``), each returning a smaller or
 faster copy trained briefly: structured pruning (``rlm.nn.prune``) and early-exit heads
-(``rlm.nn.exits``). ``rlm compress`` is their command line; ``rlm.deploy`` exports the result.
+(``rlm.nn.exits``), and the setting that predicts with those exits. ``rlm compress`` is their
+command line; ``rlm.deploy`` exports the result.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .io import Example
 from .nn.config import TrainConfig
 from .nn.decoding import GrammarTable
-from .nn.exits import check_exits
+from .nn.exits import check_exits, check_tolerance
 from .nn.prune import importance, prune_network
 
 if TYPE_CHECKING:
@@ -71,3 +74,27 @@ class Compression:
         tuned.net.cfg = tuned.model_config = cfg
         tuned.train_config = train or self.train_config
         return tuned._train(train_ex, valid_ex, None, calibrate)
+
+    def set_early_exit(self: RegressionLM, tolerance: float | None) -> RegressionLM:
+        """Predict with early exit (``rlm.nn.exits``): each input stops at the first exit whose
+        greedy point agrees with the previous exit's within ``tolerance`` (relative, e.g. 0.01);
+        None: every input runs every layer. Needs a model with exits (``add_exits``). Each
+        prediction's exit layers are recorded in ``exit_log`` (cleared here)."""
+        if tolerance is not None:
+            check_tolerance(tolerance)
+            check_exits(self._check_fitted()[2].cfg)
+            if self.task_key is not None:
+                raise ValueError(
+                    "early exit compares each input's predictions in the units the model "
+                    "writes; a model with a task_key writes every task on its own standardised "
+                    "scale, where a relative tolerance means nothing: predict at full depth"
+                )
+        self.early_exit = tolerance
+        self.exit_log.clear()
+        return self
+
+    def mean_exit_layer(self: RegressionLM) -> float:
+        """The mean encoder layer at which inputs exited since ``set_early_exit``."""
+        if not self.exit_log:
+            raise ValueError("no prediction with early exit yet: set_early_exit(0.01), predict")
+        return float(np.concatenate(self.exit_log).mean())

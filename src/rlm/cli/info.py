@@ -96,9 +96,27 @@ def info(
         out.print(kv_table("training config", meta["train"]))
         training = meta.get("training")
         if training:
-            out.print(kv_table("training run", training))
+            selection = training.get("selection")
+            out.print(
+                kv_table("training run", {k: v for k, v in training.items() if k != "selection"})
+            )
+            if selection:
+                out.print(_selection_table(selection))
         if layout:
             out.print(kv_table("data (rlm train)", layout))
+
+
+def _selection_table(selection: Mapping[str, Any]) -> Table:
+    """The candidates a fit chose between (``rlm.selection``), the chosen one marked."""
+    share = selection.get("budget_share_s")
+    title = "model selection on the valid rows" + (f" ({fmt(share)} s each)" if share else "")
+    table = Table(title=title, title_justify="left")
+    for col in ("candidate", "valid Spearman", "train s", "chosen"):
+        table.add_column(col)
+    for c in selection["candidates"]:
+        chosen = "yes" if c["name"] == selection["chosen"] else ""
+        table.add_row(c["name"], fmt(c["valid_spearman"]), fmt(c["seconds"]), chosen)
+    return table
 
 
 def _calibrated_rows(cal: Mapping[str, Any] | None) -> Any:

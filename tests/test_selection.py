@@ -1,0 +1,101 @@
+"""Model selection on the valid rows (``rlm.selection``): which candidates ``model="auto"`` fits,
+how the time budget is shared, what the chosen model records, and resuming a selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rlm import RegressionLM, TrainConfig
+from rlm.io import Example
+from rlm.nn.config import auto_candidates, preset
+from rlm.selection import candidate_configs, candidate_name
+
+CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 61)]
+TARGETS = [float(x["size"] * (3 if x["mode"] == "a" else 1)) for x in CONFIGS]
+TRAIN = [Example(x, {"y": t}) for x, t in zip(CONFIGS[:40], TARGETS[:40], strict=True)]
+VALID = [Example(x, {"y": t}) for x, t in zip(CONFIGS[40:], TARGETS[40:], strict=True)]
+CANDIDATES = [preset("tiny"), preset("tiny", head="mse", members=2)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows", "validated", "heads"),
+    [
+        ("fields", 499, True, [("mse", 4)]),  # few rows: the ensemble, no choice
+        ("fields", 500, True, [("digits", 1), ("mse", 4)]),
+        ("fields", 5000, True, [("digits", 1), ("mse", 4)]),
+        ("fields", 1000, False, [("digits", 1)]),  # nothing to choose on
+        ("text", 1000, True, [("digits", 1)]),
+        ("backbone", 1000, True, [("digits", 1)]),
+    ],
+)
+def test_auto_candidates_table(kind: str, rows: int, validated: bool, heads: list) -> None:
+    got = auto_candidates(kind, rows, validated, max_input_len=256)
+    assert [(c.head, c.members) for c in got] == heads
+
+
+@pytest.mark.parametrize(
+    ("rows", "valid", "inputs", "n"),
+    [(500, 10, "fields", 2), (499, 10, "fields", 1), (500, 9, "fields", 1), (500, 10, "text", 1)],
+)
+def test_auto_chooses_only_with_enough_rows_and_valid_rows(
+    rows: int, valid: int, inputs: str, n: int
+) -> None:
+    ex = [Example({"a": i % 7, "b": i}, {"y": float(i)}) for i in range(rows + valid)]
+    m = RegressionLM(inputs=inputs)  # type: ignore[arg-type]
+    assert len(candidate_configs(m, ex[:rows], ex[rows:])) == n
+
+
+def test_candidate_list_errors() -> None:
+    with pytest.raises(ValueError, match=r"model=\[\]"):
+        RegressionLM(model=[])
+    with pytest.raises(ValueError, match="unknown preset"):
+        RegressionLM(model=["tiny", "huge"])
+    m = RegressionLM(model=CANDIDATES, train=TrainConfig(max_epochs=1, progress=False))
+    with pytest.raises(ValueError, match="needs validation rows"):
+        m.fit(TRAIN)
+    assert m.net is None  # refused before any training
+
+
+def test_selection_keeps_the_best_on_valid_and_records_every_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = TrainConfig(max_epochs=8, batch_size=8, lr=3e-3, time_budget_s=60.0, progress=False)
+    m = RegressionLM(model=CANDIDATES, train=train)
+    m.fit(TRAIN, valid=VALID, run_dir=tmp_path / "run")
+    summary = m.training_summary
+    assert summary is not None
+    sel = summary["selection"]
+    names = [candidate_name(i, c) for i, c in enumerate(CANDIDATES)]
+    assert [c["name"] for c in sel["candidates"]] == names == ["0-digits", "1-mse2"]
+    scores = [c["valid_spearman"] for c in sel["candidates"]]
+    chosen = int(np.argmax(scores))
+    assert sel["chosen"] == names[chosen]
+    assert m.model_config == CANDIDATES[chosen]
+    assert sel["budget_share_s"] == 30.0
+    assert m.train_config == train  # the user's options, not a candidate's share
+    assert m.candidates == tuple(CANDIDATES)  # a later fit chooses again
+    assert m.predict(CONFIGS[:3], samples=4).shape == (3, 1)
+    # every candidate ran in its own directory; the chosen model is the run's
+    for name in names:
+        assert (tmp_path / "run" / "candidates" / name / "model.safetensors").is_file()
+    loaded = RegressionLM.load(tmp_path / "run")
+    assert loaded.model_config == m.model_config
+    assert loaded.training_summary["selection"] == sel  # type: ignore[index]
+    np.testing.assert_array_equal(
+        loaded.sample(CONFIGS[:3], 4, seed=1), m.sample(CONFIGS[:3], 4, seed=1)
+    )
+    # resuming a finished selection loads its candidates instead of training them again
+    monkeypatch.setattr(RegressionLM, "_train", lambda *a, **k: pytest.fail("trained again"))
+    again = RegressionLM(model=CANDIDATES, train=train)
+    again.fit(TRAIN, valid=VALID, run_dir=tmp_path / "run", resume=True)
+    assert again.training_summary["selection"]["chosen"] == sel["chosen"]  # type: ignore[index]
+    # rlm info shows the choice
+    from rlm.cli import app
+
+    out = CliRunner().invoke(app, ["info", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+    assert "model selection on the valid rows" in out.output and "1-mse2" in out.output
