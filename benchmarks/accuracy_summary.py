@@ -20,6 +20,7 @@ RLMS = (
     "rlm",
     "rlm_digits",
     "rlm_mse",
+    "rlm_select",
     "rlm_multi",
     "rlm_multi_ft",
     "rlm_backbone",

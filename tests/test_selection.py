@@ -3,6 +3,7 @@ how the time budget is shared, what the chosen model records, and resuming a sel
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,38 +23,58 @@ CANDIDATES = [preset("tiny"), preset("tiny", head="mse", members=2)]
 
 
 @pytest.mark.parametrize(
-    ("kind", "rows", "validated", "heads"),
+    ("kind", "rows", "validated", "budgeted", "heads"),
     [
-        ("fields", 499, True, [("mse", 4)]),  # few rows: the ensemble, no choice
-        ("fields", 500, True, [("digits", 1), ("mse", 4)]),
-        ("fields", 5000, True, [("digits", 1), ("mse", 4)]),
-        ("fields", 1000, False, [("digits", 1)]),  # nothing to choose on
-        ("text", 1000, True, [("digits", 1)]),
-        ("backbone", 1000, True, [("digits", 1)]),
+        ("fields", 499, True, False, [("mse", 4)]),  # few rows: the ensemble, no choice
+        ("fields", 500, True, False, [("digits", 1), ("mse", 4)]),
+        ("fields", 5000, True, False, [("digits", 1), ("mse", 4)]),
+        ("fields", 1000, False, False, [("digits", 1)]),  # nothing to choose on
+        ("fields", 1000, True, True, [("digits", 1)]),  # the whole budget to one model
+        ("text", 1000, True, False, [("digits", 1)]),
+        ("backbone", 1000, True, False, [("digits", 1)]),
     ],
 )
-def test_auto_candidates_table(kind: str, rows: int, validated: bool, heads: list) -> None:
-    got = auto_candidates(kind, rows, validated, max_input_len=256)
+def test_auto_candidates_table(
+    kind: str, rows: int, validated: bool, budgeted: bool, heads: list
+) -> None:
+    got = auto_candidates(kind, rows, validated, budgeted, max_input_len=256)
     assert [(c.head, c.members) for c in got] == heads
 
 
 @pytest.mark.parametrize(
-    ("rows", "valid", "inputs", "n"),
-    [(500, 10, "fields", 2), (499, 10, "fields", 1), (500, 9, "fields", 1), (500, 10, "text", 1)],
+    ("rows", "valid", "inputs", "budget", "n"),
+    [
+        (500, 10, "fields", None, 2),
+        (499, 10, "fields", None, 1),
+        (500, 9, "fields", None, 1),
+        (500, 10, "text", None, 1),
+        (500, 10, "fields", 120.0, 1),
+    ],
 )
-def test_auto_chooses_only_with_enough_rows_and_valid_rows(
-    rows: int, valid: int, inputs: str, n: int
+def test_auto_chooses_only_with_enough_rows_valid_rows_and_time(
+    rows: int, valid: int, inputs: str, budget: float | None, n: int
 ) -> None:
     ex = [Example({"a": i % 7, "b": i}, {"y": float(i)}) for i in range(rows + valid)]
-    m = RegressionLM(inputs=inputs)  # type: ignore[arg-type]
+    m = RegressionLM(inputs=inputs, train=TrainConfig(time_budget_s=budget))  # type: ignore[arg-type]
     assert len(candidate_configs(m, ex[:rows], ex[rows:])) == n
 
 
-def test_candidate_list_errors() -> None:
-    with pytest.raises(ValueError, match=r"model=\[\]"):
-        RegressionLM(model=[])
-    with pytest.raises(ValueError, match="unknown preset"):
-        RegressionLM(model=["tiny", "huge"])
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        ([], "non-empty list"),
+        (None, "non-empty list"),
+        (["tiny", "huge"], "unknown preset"),
+        (["tiny", {"d_model": 8}], "model list entry"),
+        (["auto", "tiny"], "pass it alone"),
+    ],
+)
+def test_bad_model_lists_are_refused(model: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RegressionLM(model=model)  # type: ignore[arg-type]
+
+
+def test_candidate_list_needs_valid_rows() -> None:
     m = RegressionLM(model=CANDIDATES, train=TrainConfig(max_epochs=1, progress=False))
     with pytest.raises(ValueError, match="needs validation rows"):
         m.fit(TRAIN)
@@ -93,6 +114,18 @@ def test_selection_keeps_the_best_on_valid_and_records_every_candidate(
     again = RegressionLM(model=CANDIDATES, train=train)
     again.fit(TRAIN, valid=VALID, run_dir=tmp_path / "run", resume=True)
     assert again.training_summary["selection"]["chosen"] == sel["chosen"]  # type: ignore[index]
+    monkeypatch.undo()
+    # a selection stopped before its second candidate: the first is loaded, the second trained
+    shutil.rmtree(tmp_path / "run" / "candidates" / "1-mse2")
+    (tmp_path / "run" / "config.json").unlink()
+    again = RegressionLM(model=CANDIDATES, train=train)
+    again.fit(TRAIN, valid=VALID, run_dir=tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "candidates" / "1-mse2" / "candidate.json").is_file()
+    # a finished candidate is not taken for rows it was not trained on
+    with pytest.raises(ValueError, match="other rows or options"):
+        RegressionLM(model=CANDIDATES, train=train).fit(
+            TRAIN[:-1], valid=VALID, run_dir=tmp_path / "run", resume=True
+        )
     # rlm info shows the choice
     from rlm.cli import app
 

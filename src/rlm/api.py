@@ -87,9 +87,10 @@ class RegressionLM(Compression, Predictor):
         """``model``: a preset name, a ``ModelConfig``, several of them (each is fitted with an
         equal share of the time budget and the best on the valid rows is kept: ``rlm.selection``),
         or ``"auto"``: ``compact`` for field inputs (4 value-head members under 500 rows per
-        task; from 500, the digit decoder or those 4 members, chosen on the valid rows:
-        ``nn.config.auto_candidates``), ``small`` for text (its position table raised to
-        ``vocab.max_length``).
+        task; from 500, with 10+ valid rows and no time budget, the digit decoder or those 4
+        members, chosen on the valid rows, else the digit decoder: ``nn.config.auto_candidates``;
+        a stream or a staged backbone fit is not chosen for), ``small`` for text (its position
+        table raised to ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
         (default) reads fields when every training input is a mapping, else text.
@@ -267,14 +268,19 @@ class RegressionLM(Compression, Predictor):
         calibrated = calibrate and len(valid_ex or ()) >= MIN_ROWS
         if self.train_config.align_steps:  # a backbone's staged training (rlm.align)
             check_alignment(self, train_ex)
-        if isinstance(train_ex, ExampleStream):  # fitted on its sample, sized by its count
-            self._build(train_ex.skim(), calibrated, count=train_ex.rows)
-        else:
-            self._build(train_ex, calibrated)
+        self._prepare(train_ex, calibrated)
         aligned = None  # a resumed run's saved weights replace stage 1's: skip it
         if self.train_config.align_steps and not (resume and run and has_state(run)):
             aligned = align_numbers(self, train_ex)  # type: ignore[arg-type]
         return self._train(train_ex, valid_ex, run, calibrate, resume, sample_weights, aligned)
+
+    def _prepare(self, train_ex: list[Example] | ExampleStream, calibrated: bool = False) -> None:
+        """The pipeline fitted on the rows and a fresh network (``_build``); a stream's on its
+        sample, sized by its count."""
+        if isinstance(train_ex, ExampleStream):
+            self._build(train_ex.skim(), calibrated, count=train_ex.rows)
+        else:
+            self._build(train_ex, calibrated)
 
     def _adopt(self, chosen: RegressionLM, run: Path | None) -> RegressionLM:
         """Become the chosen candidate (keeping what to choose from, for a later ``fit``) and

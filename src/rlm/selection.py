@@ -2,21 +2,26 @@
 one whose validation Spearman is best.
 
 ``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field inputs
-with enough rows (the digit decoder and a 4-member MSE ensemble: ``nn.config.auto_candidates``,
-where the measurements are). Each candidate is an ordinary fit of its own copy of the unfitted
+with enough rows and no time budget (the digit decoder and a 4-member MSE ensemble:
+``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit of its own copy of the unfitted
 estimator, with its own weight selection and calibration, under an equal share of the time
-budget, so choosing costs no more time than one fit under the same budget. The winner replaces
-the estimator; what every candidate scored is kept in its ``training_summary["selection"]``
-(saved with it, shown by ``rlm info``).
+budget (without a budget each trains until it stops, so choosing costs their sum), then one
+pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The winner replaces the
+estimator; what every candidate scored is kept in its ``training_summary["selection"]`` (saved
+with it, shown by ``rlm info``).
 
-With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>`` (resumable on
-its own), and the chosen model is saved in ``run_dir``; a resumed selection loads a candidate
-that had finished instead of training it again.
+With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>``, resumable on
+its own, and the chosen model is saved in ``run_dir``. A candidate that finished leaves
+``DONE_FILE`` with its run's fingerprint: a resumed selection loads it instead of training it
+again, and refuses it when the rows or options have changed since (as a resumed fit does).
+Data-parallel, rank 0 scores and every rank takes its figures, so all keep the same model.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import CONFIG
+from .checkpoint import atomic_write
 from .inputs.readers import reads_fields
 from .io import Example
 from .io.stream import ExampleStream
 from .nn.config import AUTO_PRESET, ModelConfig, auto_candidates, preset
+from .nn.distributed import World, broadcast_floats, check_same
 from .nn.resume import has_state
+from .persist import run_fingerprint
 from .predict.calibration import MIN_ROWS
 from .predict.summary import mean_spearman
 
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from .api import RegressionLM
 
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
+DONE_FILE = "candidate.json"  # a finished candidate's run fingerprint
 # samples per valid input when scoring a digit decoder: its point is a median of draws, whose
 # noise would favour the deterministic value heads (x264, 1,000 rows: 0.900 at 16, 0.915 at 64)
 SELECT_SAMPLES = 64
@@ -52,8 +60,17 @@ def model_choice(
     if isinstance(model, str):
         auto = model == "auto"
         return auto, (), preset(AUTO_PRESET["text"] if auto else model)
-    if not model:
-        raise ValueError("model=[]: give a preset, a ModelConfig, or several to choose from")
+    if not isinstance(model, (list, tuple)) or not model:
+        raise ValueError(
+            f"model={model!r}: give a preset name, a ModelConfig, or a non-empty list of them "
+            "to choose from on the valid rows"
+        )
+    for m in model:
+        if not isinstance(m, (str, ModelConfig)) or m == "auto":
+            raise ValueError(
+                f"model list entry {m!r}: each candidate is a preset name or a ModelConfig "
+                "('auto' chooses its own candidates: pass it alone)"
+            )
     candidates = tuple(m if isinstance(m, ModelConfig) else preset(m) for m in model)
     return False, candidates, candidates[0]
 
@@ -78,14 +95,16 @@ def candidate_configs(
     valid_ex: Sequence[Example] | None,
 ) -> tuple[ModelConfig, ...]:
     """The models to choose between on ``valid_ex``: the ones given, or those of
-    ``model="auto"`` for these rows (``nn.config.auto_candidates``); fewer than two means no
-    choice. A stream or a staged (aligned) fit keeps the one ``auto`` model."""
+    ``model="auto"`` for these rows and options (``nn.config.auto_candidates``); fewer than two
+    means no choice. A stream or a staged (aligned) fit keeps the one ``auto`` model."""
     if model.candidates or not model._auto_model:
         return model.candidates
     if isinstance(train_ex, ExampleStream) or model.train_config.align_steps:
         return ()
     kind, per_task, length = auto_shape(model, train_ex)
-    return auto_candidates(kind, per_task, len(valid_ex or ()) >= MIN_ROWS, length)
+    validated = len(valid_ex or ()) >= MIN_ROWS
+    budgeted = model.train_config.time_budget_s is not None
+    return auto_candidates(kind, per_task, validated, budgeted, length)
 
 
 def model_label(cfg: ModelConfig) -> str:
@@ -116,24 +135,36 @@ def select_model(
         )
     budget = model.train_config.time_budget_s
     share = None if budget is None else budget / len(configs)
-    fitted, report = [], []
+    report: list[dict[str, Any]] = []
+    best, best_score, chosen = None, -math.inf, ""
     for i, cfg in enumerate(configs):
         name = candidate_name(i, cfg)
         sub = None if run_dir is None else run_dir / "candidates" / name
         twin = _fit_one(model, cfg, share, train_ex, valid_ex, sub, fit)
+        score = _score(twin, valid_ex)
+        seconds = (twin.training_summary or {}).get("seconds")
+        # -inf (constant predictions) is no JSON number: None
+        report.append({"name": name, "valid_spearman": score if math.isfinite(score) else None,
+                       "seconds": seconds})  # fmt: skip
+        if best is None or score > best_score:  # only the best so far stays in memory
+            best, best_score, chosen = twin, score, name
+    assert best is not None and best.training_summary is not None
+    best.train_config = model.train_config  # the user's options, not the candidate's share
+    best.training_summary["selection"] = {"chosen": chosen, "budget_share_s": share,
+                                          "candidates": report}  # fmt: skip
+    return best
+
+
+def _score(twin: RegressionLM, valid_ex: Sequence[Example]) -> float:
+    """Mean valid Spearman of a fitted candidate: rank 0's, on every rank."""
+    world = World.current()
+    score = -math.inf
+    if world.main:
         pred = twin.distribution(list(valid_ex), samples=SELECT_SAMPLES, seed=0)
         score = mean_spearman(valid_ex, twin.targets or (), pred, twin.tasks_of(valid_ex))
-        seconds = (twin.training_summary or {}).get("seconds")
-        report.append({"name": name, "valid_spearman": score, "seconds": seconds})
-        fitted.append(twin)
-    chosen = best_index([r["valid_spearman"] for r in report])
-    best = fitted[chosen]
-    best.train_config = model.train_config  # the user's options, not the candidate's share
-    summary = best.training_summary
-    assert summary is not None
-    summary["selection"] = {"chosen": report[chosen]["name"], "budget_share_s": share,
-                            "candidates": report}  # fmt: skip
-    return best
+    if world.active:
+        (score,) = broadcast_floats([score], twin.placement.device)
+    return score
 
 
 def _fit_one(
@@ -145,26 +176,56 @@ def _fit_one(
     run_dir: Path | None,
     fit: dict[str, Any],
 ) -> RegressionLM:
-    """One candidate: a copy of the unfitted estimator with ``cfg`` fixed, trained (or, when
-    resuming a selection, loaded from ``run_dir`` if it had finished there)."""
-    if fit["resume"] and run_dir is not None and _finished(run_dir):
-        done = type(model).load(run_dir, device="cpu")
-        done.placement = model.placement
-        assert done.net is not None
-        done.net.to(model.placement.device)
-        return done
-    twin = copy.deepcopy(model)
+    """One candidate: a copy of the unfitted estimator with ``cfg`` fixed, trained, or loaded
+    from ``run_dir`` when resuming a selection in which it had finished."""
+    # a refitted estimator's network, backbone and result are not copied: rebuilt by the fit
+    skip = {id(x): None for x in (model.net, model.backbone, model.result) if x is not None}
+    twin = copy.deepcopy(model, skip)
     twin.model_config, twin.candidates, twin._auto_model = cfg, (), False
     if share is not None:
         twin.train_config = replace(twin.train_config, time_budget_s=share)
-    return twin._fit(train_ex, valid_ex, run_dir, **fit)
+    weights = fit["sample_weights"]
+    if run_dir is not None and fit["resume"] and _finished(run_dir, model):
+        return _load_finished(twin, run_dir, train_ex, valid_ex, weights)
+    resume = fit["resume"] and run_dir is not None and has_state(run_dir)
+    if run_dir is not None and World.current().main:  # done once this fit is
+        (run_dir / DONE_FILE).unlink(missing_ok=True)
+    twin._fit(train_ex, list(valid_ex), run_dir, **{**fit, "resume": resume})
+    if run_dir is not None and World.current().main:
+        done = {"fingerprint": run_fingerprint(twin, train_ex, valid_ex, weights)}
+        atomic_write(run_dir / DONE_FILE, json.dumps(done).encode())
+    return twin
 
 
-def _finished(run_dir: Path) -> bool:
-    """A candidate's run that saved its final model (and left no state to resume)."""
-    return (run_dir / CONFIG).is_file() and not has_state(run_dir)
+def _finished(run_dir: Path, model: RegressionLM) -> bool:
+    """A candidate whose run saved its final model and its fingerprint (the same answer on
+    every rank, or the ranks would go different ways)."""
+    done = (run_dir / DONE_FILE).is_file() and not has_state(run_dir)
+    if World.current().active:
+        fix = "every rank must see the same run directory (a shared file system)"
+        check_same(str(done), f"finished candidates ({run_dir})", model.placement.device, fix)
+    return done
 
 
-def best_index(scores: Sequence[float]) -> int:
-    """The first candidate with the highest score (-inf, none scoring, loses to any)."""
-    return int(np.argmax(np.asarray(scores, dtype=np.float64)))
+def _load_finished(
+    twin: RegressionLM,
+    run_dir: Path,
+    train_ex: Sequence[Example] | ExampleStream,
+    valid_ex: Sequence[Example],
+    weights: np.ndarray | None,
+) -> RegressionLM:
+    """The finished candidate's weights, calibration and summary in ``twin``, whose pipeline is
+    built from these rows and options: refused if they are not the ones it was trained on."""
+    twin._prepare(train_ex)
+    saved = json.loads((run_dir / DONE_FILE).read_text())["fingerprint"]
+    if saved != run_fingerprint(twin, train_ex, valid_ex, weights):
+        raise ValueError(
+            f"{run_dir} holds a candidate trained on other rows or options than these: resume "
+            "with the same ones, or start afresh (resume=False, rlm train --overwrite)"
+        )
+    done = type(twin).load(run_dir, device="cpu")
+    assert twin.net is not None and done.net is not None
+    twin.net.load_state_dict(done.net.state_dict())
+    twin.net.to(twin.placement.device).eval()
+    twin.calibration, twin.training_summary = done.calibration, done.training_summary
+    return twin

@@ -24,11 +24,12 @@ def split_of(stream: ExampleStream, split: str) -> Iterator[Example]:
 
 
 def resumable(out_dir: Path) -> bool:
-    """--resume: True when out_dir holds a run's saved state; a run killed before its first
-    checkpoint has none and starts afresh; a finished run has nothing to resume."""
+    """--resume: True when out_dir holds a run's saved state (or a model selection's candidates
+    so far); a run killed before its first checkpoint has none and starts afresh; a finished
+    run has nothing to resume."""
     from ..nn.resume import has_state
 
-    if has_state(out_dir):
+    if has_state(out_dir) or _selecting(out_dir):
         return True
     if (out_dir / "config.json").exists():
         raise ValueError(
@@ -39,8 +40,15 @@ def resumable(out_dir: Path) -> bool:
     return False
 
 
+def _selecting(out_dir: Path) -> bool:
+    """A model selection (``rlm.selection``) stopped before it chose: its candidates' runs."""
+    return (out_dir / "candidates").is_dir() and not (out_dir / "config.json").exists()
+
+
 def refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
-    previous = (out_dir / "metrics.jsonl").exists() or (out_dir / "config.json").exists()
+    previous = any(
+        (out_dir / name).exists() for name in ("metrics.jsonl", "config.json", "candidates")
+    )
     if previous and not overwrite:
         raise ValueError(
             f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to "

@@ -194,14 +194,16 @@ AUTO_VALUE_HEAD_ROWS = 500
 # each fit still early-stopped within 50 s. Prediction costs 4x the encoder passes of one.
 AUTO_MEMBERS = 4
 # At AUTO_VALUE_HEAD_ROWS rows or more, neither head is the better default: at 1,000 rows and
-# 120 s (test Spearman, benchmarks/results/accuracy_systems_1000.md and the 4-member runs of
-# the same rows) the digit decoder leads on HSQLDB 0.975 vs 0.965, storm 0.982 vs 0.975,
+# 120 s each (test Spearman, benchmarks/results/accuracy_systems_1000.md and the 4-member runs
+# of the same rows) the digit decoder leads on HSQLDB 0.975 vs 0.965, storm 0.982 vs 0.975,
 # PostgreSQL 0.786 vs 0.766, the MSE ensemble on LLVM 0.985 vs 0.976, exastencils 0.981 vs
-# 0.975 (7z level at 0.996). Fitted for
-# half that budget each, valid Spearman picked the head with the better test Spearman on 9 of 10
-# systems (BDBC: 0.9987 vs 0.9988), and the half budget cost at most 0.009 (x264 digits 0.924 ->
-# 0.915, 7z 0.996 -> 0.992).
-# So "auto" fits both and keeps the one that scores better on the valid rows.
+# 0.975 (7z level at 0.996), and valid Spearman tells them apart. Without a time budget, "auto"
+# fits both and keeps the better on the valid rows (choosing costs the second fit). Under a
+# budget, each would get half: at 120 s (60 s each, accuracy_systems_1000_select.md) the choice
+# went to the head that led at full budget on LLVM 0.987, dconvert 0.987 and exastencils 0.977,
+# but the halved fits lost on 7z (0.994) and x264 (0.908): at or above the best tree on 5 of
+# 10 either way, mean test Spearman 0.9564 against 0.9567. So under a budget "auto" gives the
+# whole of it to the digit decoder.
 
 
 def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
@@ -216,14 +218,14 @@ def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> Mo
 
 
 def auto_candidates(
-    kind: str, rows: int, validated: bool, max_input_len: int
+    kind: str, rows: int, validated: bool, budgeted: bool, max_input_len: int
 ) -> tuple[ModelConfig, ...]:
     """The models ``model="auto"`` fits and chooses between on validation rows
-    (``rlm.selection``): for field inputs at ``AUTO_VALUE_HEAD_ROWS`` rows per task or more, with
-    ``validated`` (enough valid rows to tell them apart), the digit decoder and the
-    ``AUTO_MEMBERS``-member MSE ensemble, each given half the time budget; else the one model of
-    ``auto_model``."""
-    if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated:
+    (``rlm.selection``): for field inputs at ``AUTO_VALUE_HEAD_ROWS`` rows per task or more,
+    with ``validated`` (enough valid rows to tell them apart) and no time budget (``budgeted``:
+    see the measurements above ``auto_model``), the digit decoder and the ``AUTO_MEMBERS``-member
+    MSE ensemble; else the one model of ``auto_model``."""
+    if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated or budgeted:
         return (auto_model(kind, rows, validated, max_input_len),)
     base = preset(AUTO_PRESET[kind], max_input_len=max_input_len)
     return (base, replace(base, head="mse", members=AUTO_MEMBERS))
