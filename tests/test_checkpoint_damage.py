@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlm import RegressionLM, TrainConfig
@@ -157,3 +158,36 @@ def test_nothing_in_the_package_unpickles() -> None:
         if UNPICKLING.search(line)
     ]
     assert not hits, hits
+
+
+def test_a_save_killed_between_its_renames_is_finished_by_the_next_reader(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL can land between the renames of a save: new weights beside the old config.json.
+    The journal lists the renames, and the next reader (or writer) completes them."""
+    import torch
+
+    from rlm.checkpoint import CONFIG, FILES, JOURNAL, _journal, _stage, read_meta
+    from rlm.io import load_demo
+
+    d = tmp_path / "ckpt"
+    shutil.copytree(tiny_model_dir, d)
+    newer = RegressionLM.load(d)
+    with torch.no_grad():
+        next(newer.net.parameters()).add_(1.0)  # type: ignore[union-attr]
+    fresh = newer.save(tmp_path / "fresh")
+    # the next save of d, as persist.save_model stages it (config.json last), killed after
+    # renaming its first file into place
+    staged = _stage([(d / name, (fresh / name).read_bytes()) for name in reversed(FILES)])
+    _journal(d, staged)
+    os.replace(*staged[0])
+    assert (d / CONFIG).read_bytes() != (fresh / CONFIG).read_bytes()  # mismatched as left
+    meta = read_meta(d)  # finishes the commit, then checks every digest
+    assert meta == json.loads((fresh / CONFIG).read_text())
+    assert not (d / JOURNAL).exists() and not list(d.glob(".*.tmp"))
+    loaded = RegressionLM.load(d)
+    x = [e.x for e in load_demo("nas201", "test")[:2]]
+    np.testing.assert_array_equal(loaded.sample(x, 2, seed=0), newer.sample(x, 2, seed=0))
+    # a journal left half-written is never whole (it is renamed in): a torn one is dropped
+    (d / JOURNAL).write_text('[[".x.tmp", "con')
+    assert read_meta(d) == meta and not (d / JOURNAL).exists()

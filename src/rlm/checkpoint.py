@@ -9,6 +9,7 @@ server read them through this module. Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -38,11 +39,54 @@ def atomic_write(path: Path, data: bytes) -> str:
     return atomic_write_all([(path, data)])[0]
 
 
+# Several files that belong together are renamed into place one by one; a crash between two
+# renames would leave a new file beside an old one (a checkpoint whose weights do not match its
+# config.json). So the renames are journalled: this file in the directory lists them before
+# the first, and is removed after the last; whoever next reads or writes the directory
+# finishes a journal it finds (``finish_commit``): roll forward, as a database does.
+JOURNAL = ".rlm-commit.json"
+
+
 def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
     """``atomic_write`` for files that belong together (a checkpoint's weights, tokenizer and
-    config): every temporary file is written and fsync'd first, then all are renamed in order,
-    so a crash during the slow part changes none of them and the window in which a reader could
-    see a new file beside an old one is a few renames, not a whole write. Returns the digests."""
+    config): every temporary file is written and fsync'd first, then all are renamed in order
+    under a journal (``JOURNAL``), so a crash at any point leaves either the old files or, once
+    ``finish_commit`` has run, all the new ones. Returns the digests."""
+    directories = sorted({path.parent for path, _ in files})
+    for directory in directories:
+        finish_commit(directory)  # an earlier writer's crash: complete it before this write
+    staged = _stage(files)
+    # one rename is atomic by itself: a journal only where several files must agree
+    groups = {d: [(t, p) for t, p in staged if p.parent == d] for d in directories}
+    journals = [_journal(d, group) for d, group in groups.items() if len(group) > 1]
+    for tmp, path in staged:
+        _rename(tmp, path)
+    for directory in directories:
+        _fsync_dir(directory)
+    for journal in journals:
+        journal.unlink(missing_ok=True)  # a reader may have finished the commit already
+    return [hashlib.sha256(data).hexdigest() for _, data in files]
+
+
+def finish_commit(directory: Path) -> None:
+    """Complete the renames of a journalled write that a crash interrupted (a no-op without a
+    journal): every staged file still there replaces its target."""
+    journal = directory / JOURNAL
+    try:
+        pairs = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (json.JSONDecodeError, UnicodeDecodeError):  # never whole (it is renamed in): drop
+        pairs = []
+    for tmp, name in pairs:
+        _rename(directory / tmp, directory / name)
+    _fsync_dir(directory)
+    journal.unlink(missing_ok=True)
+
+
+def _stage(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, Path]]:
+    """Every file written and fsync'd under a temporary name beside its target (on any error,
+    the temporary files are removed and the targets untouched)."""
     staged: list[tuple[Path, Path]] = []
     try:
         for path, data in files:
@@ -53,15 +97,29 @@ def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        for tmp, path in staged:
-            os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
-    for directory in {path.parent for path, _ in files}:
-        _fsync_dir(directory)
-    return [hashlib.sha256(data).hexdigest() for _, data in files]
+    return staged
+
+
+def _journal(directory: Path, staged: Sequence[tuple[Path, Path]]) -> Path:
+    """Write (atomically, durably) the list of renames about to happen in ``directory``."""
+    journal = directory / JOURNAL
+    tmp = journal.with_name(f"{JOURNAL}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "x", encoding="utf-8") as f:
+        json.dump([[t.name, p.name] for t, p in staged], f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, journal)
+    _fsync_dir(directory)
+    return journal
+
+
+def _rename(tmp: Path, path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # renamed by whoever finished the journal
+        os.replace(tmp, path)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -119,6 +177,7 @@ def check_checkpoint(directory: Path, deployment: bool = False) -> None:
 def read_meta(d: Path) -> dict[str, Any]:
     """``config.json`` of a checkpoint or deployment, checked: JSON, a format this rlm reads,
     and files that match it."""
+    finish_commit(d)  # a save that a crash interrupted between its renames
     try:
         meta = json.loads((d / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
