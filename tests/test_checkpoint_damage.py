@@ -160,34 +160,72 @@ def test_nothing_in_the_package_unpickles() -> None:
     assert not hits, hits
 
 
+def _killed_save(model: RegressionLM, d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model.save(d)`` killed right after its first checkpoint file was renamed into place
+    (nothing after that runs: no clean-up, as under SIGKILL)."""
+    from rlm.checkpoint import FILES
+
+    real, renamed = os.replace, []
+
+    def dying(src, dst) -> None:
+        if Path(dst).name in FILES and renamed:
+            raise KeyboardInterrupt("killed")
+        renamed.extend([dst] if Path(dst).name in FILES else [])
+        real(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", dying)
+        with pytest.raises(KeyboardInterrupt):
+            model.save(d)
+
+
+@pytest.mark.parametrize("fresh_directory", [False, True])
 def test_a_save_killed_between_its_renames_is_finished_by_the_next_reader(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_directory: bool
 ) -> None:
-    """SIGKILL can land between the renames of a save: new weights beside the old config.json.
-    The journal lists the renames, and the next reader (or writer) completes them."""
+    """SIGKILL can land between the renames of a save: new weights beside the old config.json
+    (or, in a fresh directory, no config.json yet). The save's journal lists the renames, and
+    the next reader completes them."""
     import torch
 
-    from rlm.checkpoint import CONFIG, FILES, JOURNAL, _journal, _stage, read_meta
+    from rlm.checkpoint import JOURNAL_GLOB
     from rlm.io import load_demo
 
-    d = tmp_path / "ckpt"
-    shutil.copytree(tiny_model_dir, d)
-    newer = RegressionLM.load(d)
+    newer = RegressionLM.load(tiny_model_dir)
     with torch.no_grad():
         next(newer.net.parameters()).add_(1.0)  # type: ignore[union-attr]
-    fresh = newer.save(tmp_path / "fresh")
-    # the next save of d, as persist.save_model stages it (config.json last), killed after
-    # renaming its first file into place
-    staged = _stage([(d / name, (fresh / name).read_bytes()) for name in reversed(FILES)])
-    _journal(d, staged)
-    os.replace(*staged[0])
-    assert (d / CONFIG).read_bytes() != (fresh / CONFIG).read_bytes()  # mismatched as left
-    meta = read_meta(d)  # finishes the commit, then checks every digest
-    assert meta == json.loads((fresh / CONFIG).read_text())
-    assert not (d / JOURNAL).exists() and not list(d.glob(".*.tmp"))
-    loaded = RegressionLM.load(d)
+    d = tmp_path / "ckpt"
+    if not fresh_directory:
+        shutil.copytree(tiny_model_dir, d)
+    _killed_save(newer, d, monkeypatch)
+    assert list(d.glob(JOURNAL_GLOB))  # the kill left the journal, new weights, and
+    config = d / "config.json"  # no config.json yet, or the old one
+    assert (
+        (not config.exists())
+        if fresh_directory
+        else config.read_bytes() == (tiny_model_dir / "config.json").read_bytes()
+    )
+    loaded = RegressionLM.load(d)  # finishes the commit, then checks every digest
+    assert not list(d.glob(JOURNAL_GLOB)) and not list(d.glob(".*.tmp"))
     x = [e.x for e in load_demo("nas201", "test")[:2]]
     np.testing.assert_array_equal(loaded.sample(x, 2, seed=0), newer.sample(x, 2, seed=0))
-    # a journal left half-written is never whole (it is renamed in): a torn one is dropped
-    (d / JOURNAL).write_text('[[".x.tmp", "con')
-    assert read_meta(d) == meta and not (d / JOURNAL).exists()
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        '[["../../outside", "config.json"]]',  # a name outside the directory
+        '[[".config.json.1.0badc0de.tmp", "../config.json"]]',
+        '[["x", "y", "z"]]',
+        '{"not": "a list"}',
+        '[[".config.json.1.0ba',  # torn: never written by rlm (journals are renamed in)
+    ],
+)
+def test_a_foreign_journal_is_refused_and_renames_nothing(saved, tmp_path, journal) -> None:
+    d = tmp_path / "ckpt"
+    shutil.copytree(saved[0], d)
+    (tmp_path / "outside").write_text("keep me")
+    (d / ".rlm-commit.1.deadbeef.json").write_text(journal)
+    with pytest.raises(ValueError, match="not a journal this rlm wrote"):
+        RegressionLM.load(d)
+    assert (tmp_path / "outside").read_text() == "keep me"

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import struct
 from collections.abc import Sequence
@@ -41,24 +42,32 @@ def atomic_write(path: Path, data: bytes) -> str:
 
 # Several files that belong together are renamed into place one by one; a crash between two
 # renames would leave a new file beside an old one (a checkpoint whose weights do not match its
-# config.json). So the renames are journalled: this file in the directory lists them before
-# the first, and is removed after the last; whoever next reads or writes the directory
-# finishes a journal it finds (``finish_commit``): roll forward, as a database does.
-JOURNAL = ".rlm-commit.json"
+# config.json). So the renames are journalled: a journal file in the directory, unique to the
+# save, lists them before the first and is removed after the last, and whoever next reads or
+# writes the directory finishes any journal it finds (``finish_commit``): roll forward, as a
+# database does. A journal names only checkpoint files and their temporary names (anything
+# else is refused: a downloaded checkpoint cannot make a reader rename files elsewhere).
+JOURNAL_GLOB = ".rlm-commit.*.json"
 
 
 def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
     """``atomic_write`` for files that belong together (a checkpoint's weights, tokenizer and
     config): every temporary file is written and fsync'd first, then all are renamed in order
-    under a journal (``JOURNAL``), so a crash at any point leaves either the old files or, once
-    ``finish_commit`` has run, all the new ones. Returns the digests."""
+    under a journal, so a crash at any point leaves the old files, or all the new ones once
+    ``finish_commit`` has run (a reader during a live save can still meet a mix, and is told the
+    checkpoint does not match: read again). Returns the digests."""
     directories = sorted({path.parent for path, _ in files})
     for directory in directories:
         finish_commit(directory)  # an earlier writer's crash: complete it before this write
     staged = _stage(files)
     # one rename is atomic by itself: a journal only where several files must agree
     groups = {d: [(t, p) for t, p in staged if p.parent == d] for d in directories}
-    journals = [_journal(d, group) for d, group in groups.items() if len(group) > 1]
+    try:
+        journals = [_journal(d, group) for d, group in groups.items() if len(group) > 1]
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
     for tmp, path in staged:
         _rename(tmp, path)
     for directory in directories:
@@ -69,19 +78,39 @@ def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
 
 
 def finish_commit(directory: Path) -> None:
-    """Complete the renames of a journalled write that a crash interrupted (a no-op without a
-    journal): every staged file still there replaces its target."""
-    journal = directory / JOURNAL
-    try:
-        pairs = json.loads(journal.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (json.JSONDecodeError, UnicodeDecodeError):  # never whole (it is renamed in): drop
-        pairs = []
-    for tmp, name in pairs:
-        _rename(directory / tmp, directory / name)
-    _fsync_dir(directory)
-    journal.unlink(missing_ok=True)
+    """Complete the renames of journalled writes that a crash interrupted (a no-op without a
+    journal), oldest first: every staged file still there replaces its target. A journal that
+    names anything but a checkpoint file and its temporary name is a ValueError."""
+    journals = sorted(directory.glob(JOURNAL_GLOB), key=lambda j: j.stat().st_mtime_ns)
+    for journal in journals:
+        try:
+            pairs = json.loads(journal.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # finished meanwhile by its writer or another reader
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError):  # never torn (renamed in): not ours
+            pairs = None
+        for tmp, name in _checked(journal, pairs):
+            _rename(directory / tmp, directory / name)
+        _fsync_dir(directory)
+        journal.unlink(missing_ok=True)
+
+
+def _checked(journal: Path, pairs: Any) -> list[tuple[str, str]]:
+    """A journal's [temporary name, target] pairs, each a checkpoint file in the directory."""
+    ok = isinstance(pairs, list) and all(
+        isinstance(p, list)
+        and len(p) == 2
+        and p[1] in FILES + GRAPHS
+        and isinstance(p[0], str)
+        and re.fullmatch(rf"\.{re.escape(p[1])}\.\d+\.[0-9a-f]{{8}}\.tmp", p[0]) is not None
+        for p in pairs
+    )
+    if not ok:
+        raise ValueError(
+            f"{journal} is not a journal this rlm wrote (it names files other than a "
+            "checkpoint's): the checkpoint is damaged; delete that file if you trust the rest"
+        )
+    return [(t, n) for t, n in pairs]
 
 
 def _stage(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, Path]]:
@@ -106,8 +135,8 @@ def _stage(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, Path]]:
 
 def _journal(directory: Path, staged: Sequence[tuple[Path, Path]]) -> Path:
     """Write (atomically, durably) the list of renames about to happen in ``directory``."""
-    journal = directory / JOURNAL
-    tmp = journal.with_name(f"{JOURNAL}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    journal = directory / f".rlm-commit.{os.getpid()}.{secrets.token_hex(4)}.json"
+    tmp = journal.with_name(journal.name + ".tmp")
     with open(tmp, "x", encoding="utf-8") as f:
         json.dump([[t.name, p.name] for t, p in staged], f)
         f.flush()
@@ -115,6 +144,13 @@ def _journal(directory: Path, staged: Sequence[tuple[Path, Path]]) -> Path:
     os.replace(tmp, journal)
     _fsync_dir(directory)
     return journal
+
+
+def finish_reading(directory: Path) -> None:
+    """``finish_commit`` for a reader: where the directory is read-only the files are read as
+    they are (a complete old checkpoint still loads; a mixed one fails its digest check)."""
+    with contextlib.suppress(OSError):
+        finish_commit(directory)
 
 
 def _rename(tmp: Path, path: Path) -> None:
@@ -154,6 +190,8 @@ def is_deployment(directory: Path) -> bool:
 def check_checkpoint(directory: Path, deployment: bool = False) -> None:
     """A ValueError that says how to get a checkpoint, unless ``directory`` holds one (or, with
     ``deployment``, an ONNX deployment)."""
+    if directory.is_dir():
+        finish_reading(directory)  # a first save interrupted before config.json was in place
     if is_deployment(directory):
         if deployment:
             return
@@ -177,7 +215,7 @@ def check_checkpoint(directory: Path, deployment: bool = False) -> None:
 def read_meta(d: Path) -> dict[str, Any]:
     """``config.json`` of a checkpoint or deployment, checked: JSON, a format this rlm reads,
     and files that match it."""
-    finish_commit(d)  # a save that a crash interrupted between its renames
+    finish_reading(d)  # a save that a crash interrupted between its renames
     try:
         meta = json.loads((d / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
