@@ -95,17 +95,10 @@ from tuned_baselines import TUNED, check_tuned, fit_tuned
 from rlm import RegressionLM
 from rlm.inputs.vocab import CodeInput, VocabConfig
 from rlm.io import Example, read_jsonl, subset
-from rlm.nn.config import (
-    AUTO_VALUE_HEAD_ROWS,
-    BackboneConfig,
-    ModelConfig,
-    TrainConfig,
-    auto_candidates,
-    preset,
-)
+from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, head_candidates, preset
 from rlm.predict.metrics import regression_metrics
 from rlm.predict.summary import Predictions
-from rlm.selection import model_label
+from rlm.selection import PRESETS_MAX_LEN, model_label
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -321,7 +314,7 @@ def field_model(head: str) -> ModelConfig | list[ModelConfig]:
     """The compact preset with ``head``, or (``"select"``) the candidates ``model="auto"``
     chooses between on valid rows when it has no time budget, here sharing the budget."""
     if head == "select":
-        return list(auto_candidates("fields", AUTO_VALUE_HEAD_ROWS, True, False, 256))
+        return list(head_candidates(PRESETS_MAX_LEN))
     return preset("compact", head=head)
 
 

@@ -65,8 +65,7 @@ def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[str]:
     try:
         journals = [_journal(d, group) for d, group in groups.items() if len(group) > 1]
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        _discard(staged)
         raise
     for tmp, path in staged:
         _rename(tmp, path)
@@ -127,10 +126,15 @@ def _stage(files: Sequence[tuple[Path, bytes]]) -> list[tuple[Path, Path]]:
                 f.flush()
                 os.fsync(f.fileno())
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        _discard(staged)
         raise
     return staged
+
+
+def _discard(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Remove staged temporary files (a write that failed before its renames)."""
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
 
 
 def _journal(directory: Path, staged: Sequence[tuple[Path, Path]]) -> Path:

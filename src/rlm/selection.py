@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .api import RegressionLM
 
 PRESETS_MAX_LEN = 256  # the presets' position table; "auto" raises it for longer text inputs
+CANDIDATES_DIR = "candidates"  # run_dir/candidates/<n>-<head>: each candidate's own run
 DONE_FILE = "candidate.json"  # a finished candidate's run fingerprint
 # samples per valid input when scoring a digit decoder: its point is a median of draws, whose
 # noise would favour the deterministic value heads (x264, 1,000 rows: 0.900 at 16, 0.915 at 64)
@@ -139,7 +140,7 @@ def select_model(
     best, best_score, chosen = None, -math.inf, ""
     for i, cfg in enumerate(configs):
         name = candidate_name(i, cfg)
-        sub = None if run_dir is None else run_dir / "candidates" / name
+        sub = None if run_dir is None else run_dir / CANDIDATES_DIR / name
         twin = _fit_one(model, cfg, share, train_ex, valid_ex, sub, fit)
         score = _score(twin, valid_ex)
         seconds = (twin.training_summary or {}).get("seconds")

@@ -42,12 +42,16 @@ def resumable(out_dir: Path) -> bool:
 
 def _selecting(out_dir: Path) -> bool:
     """A model selection (``rlm.selection``) stopped before it chose: its candidates' runs."""
-    return (out_dir / "candidates").is_dir() and not (out_dir / "config.json").exists()
+    from ..selection import CANDIDATES_DIR
+
+    return (out_dir / CANDIDATES_DIR).is_dir() and not (out_dir / "config.json").exists()
 
 
 def refuse_previous_run(out_dir: Path, overwrite: bool) -> None:
+    from ..selection import CANDIDATES_DIR
+
     previous = any(
-        (out_dir / name).exists() for name in ("metrics.jsonl", "config.json", "candidates")
+        (out_dir / name).exists() for name in ("metrics.jsonl", "config.json", CANDIDATES_DIR)
     )
     if previous and not overwrite:
         raise ValueError(

@@ -227,8 +227,14 @@ def auto_candidates(
     MSE ensemble; else the one model of ``auto_model``."""
     if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated or budgeted:
         return (auto_model(kind, rows, validated, max_input_len),)
-    base = preset(AUTO_PRESET[kind], max_input_len=max_input_len)
-    return (base, replace(base, head="mse", members=AUTO_MEMBERS))
+    return head_candidates(max_input_len)
+
+
+def head_candidates(max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
+    """The pair ``auto_candidates`` chooses between: the field preset with the digit decoder,
+    and with the ``AUTO_MEMBERS``-member MSE ensemble."""
+    base = preset(AUTO_PRESET["fields"], max_input_len=max_input_len)
+    return base, replace(base, head="mse", members=AUTO_MEMBERS)
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
