@@ -75,6 +75,102 @@ def test_scaler_round_trip(values: list[float]) -> None:
     assert TargetScaler.from_dict(scaler.to_dict()) == scaler
 
 
+@given(
+    st.lists(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=2, max_size=30),
+    st.lists(st.floats(min_value=-1e7, max_value=1e7, allow_nan=False), max_size=10),
+)
+def test_rank_scaler_round_trips_and_keeps_the_order(values, others) -> None:
+    rows = [{"a": v, "b": -v} for v in values]
+    scaler = TargetScaler.fit(rows, ["a", "b"], scale="rank")
+    assert TargetScaler.from_dict(scaler.to_dict()) == scaler
+    # values outside the training range too: the ends extrapolate, strictly increasing
+    probe = np.array(sorted({*values, *(abs(o) + 1e-3 for o in others)}))
+    z = scaler.transform([{"a": v, "b": -v} for v in probe]).values.astype(float)
+    assert np.all(np.diff(z[:, 0]) >= 0) and np.all(np.diff(z[:, 1]) <= 0)
+    back = scaler.inverse(z)  # through float32 scores: ~1e-7 of the spread, more far outside
+    tol = 1e-6 * (probe.max() - probe.min())
+    np.testing.assert_allclose(back[:, 0], probe, rtol=1e-2, atol=tol)
+    np.testing.assert_allclose(back[:, 1], -probe, rtol=1e-2, atol=tol)
+    (q, _) = scaler.ranks  # the map itself, in float64, is exact
+    assert (q is None) == (len(set(values)) == 1)  # one distinct value: nothing to spread
+    u = np.log(probe) if scaler.log[0] else probe
+    if q is not None:
+        np.testing.assert_allclose(q.inverse(q.forward(u)), u, rtol=1e-9, atol=1e-9)
+
+
+def test_rank_scale_spreads_tight_clusters() -> None:
+    # HSQLDB's shape: clusters at 249, 262-264 and 517; standardised, the middle cluster's
+    # rows sit a few hundredths apart; as rank scores, every rank step is the same size
+    values = [249.0, 249.4, 262.2, 262.6, 263.0, 263.4, 263.8, 517.0, 519.6, 520.2]
+    rows = [{"t": v} for v in values]
+    middle = slice(2, 7)
+    for scale in ("standard", "rank", "auto"):  # auto: these values are clustered
+        z = TargetScaler.fit(rows, ["t"], scale).transform(rows).values[:, 0]
+        steps = np.diff(z[middle])
+        assert steps.max() < 0.02 if scale == "standard" else steps.min() > 0.2
+    scaler = TargetScaler.fit(rows + [{"t": 263.0}] * 5, ["t"], scale="rank")
+    (q,) = scaler.ranks
+    assert q is not None and len(q.values) == len(set(values))  # tied rows share one knot
+    assert TargetScaler.fit([{"t": 3.0}] * 4, ["t"], scale="rank").ranks == (None,)
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        ([1.0, 1.1, 1.2, 1.3, 9.0, 9.1, 9.2, 9.3], True),  # two clusters, far apart
+        (list(range(20)), False),  # evenly spread
+        ([*range(39), 100.0], False),  # a lone outlier beyond the gap: not a cluster
+        ([*range(38), 100.0, 101.0], True),  # 2 of 40 rows (5%) beyond it: a cluster
+        ([5.0, 5.0, 5.0], False),  # constant
+        ([], False),
+    ],
+)
+def test_clustered_table(values: list[float], want: bool) -> None:
+    from rlm.numbers.scaling import clustered
+
+    assert clustered(np.array(values, dtype=float)) is want
+
+
+@pytest.mark.parametrize(
+    ("knots", "match"),
+    [
+        ({"values": [1.0, 2.0], "scores": [0.0]}, "same length"),
+        ({"values": [2.0, 1.0], "scores": [0.0, 1.0]}, "strictly increasing"),
+        ({"values": [1.0, 2.0], "scores": [1.0, 1.0]}, "strictly increasing"),
+        ({"values": [1.0], "scores": [1.0]}, ">= 2"),
+        ({"values": [1.0, 2.0], "scores": [0.0, 1.0], "slope": 1}, "unknown RankMap"),
+    ],
+)
+def test_damaged_rank_knots_are_refused(knots, match) -> None:
+    saved = TargetScaler.fit([{"t": 1.0}, {"t": 2.0}], ["t"], scale="rank").to_dict()
+    with pytest.raises(ValueError, match=match):
+        TargetScaler.from_dict({**saved, "ranks": [knots]})
+    with pytest.raises(ValueError, match="list of 1"):
+        TargetScaler.from_dict({**saved, "ranks": []})
+    legacy = {k: v for k, v in saved.items() if k != "ranks"}
+    assert TargetScaler.from_dict(legacy).ranks == (None,)  # saved before rank scores
+
+
+def test_rank_task_scaling_per_task_and_its_checks() -> None:
+    rows = [{"t": v} for v in (1.0, 2.0, 50.0, 51.0, 5.0, 6.0, 7.0, 8.0, 9.0)]
+    tasks = ["a"] * 4 + ["b"] * 5
+    scaling = TaskScaling.fit(rows, ["t"], tasks, "s", scale="auto")
+    # decided per task: a's values are two clusters, b's an even spread
+    assert scaling.scalers["a"].ranks[0] is not None and scaling.scalers["b"].ranks == (None,)
+    assert TaskScaling.from_dict(scaling.to_dict()) == scaling
+    grown = scaling.extend([{"t": 3.0}, {"t": 4.0}, {"t": 90.0}, {"t": 91.0}], ["c"] * 4)
+    assert grown.scale == "auto" and grown.scalers["c"].ranks[0] is not None
+    with pytest.raises(ValueError, match="target_scale='normal'"):
+        TaskScaling.from_dict({**scaling.to_dict(), "scale": "normal"})
+    z = scaling.transform(rows, tasks)
+    steps = np.diff([r["t"] for r in z[:4]])  # task a's two clusters: a rank is a rank
+    assert steps.min() > 0.5 * steps.max()
+    with pytest.raises(ValueError, match="target_scale='normal'"):
+        ModelConfig(head="mse", target_scale="normal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the digit decoder alone"):
+        RegressionLM(model=preset("tiny", target_scale="rank")).fit(CONFIGS, TARGETS)
+
+
 def test_scaler_errors_and_missing_objectives() -> None:
     scaler = TargetScaler.fit([{"a": 1.0}, {"a": 100.0, "b": 2.0}], ["a", "b"])
     scaled = scaler.transform([{"a": 10.0}])
@@ -120,10 +216,14 @@ CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 41)]
 TARGETS = [float(x["size"] * (3 if x["mode"] == "a" else 1)) for x in CONFIGS]
 
 
-@pytest.mark.parametrize(("head", "members"), [("mse", 1), ("gaussian", 1), ("mse", 3)])
-def test_value_head_fits_samples_and_reloads(head: str, members: int, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("head", "members", "scale"),
+    [("mse", 1, "standard"), ("gaussian", 1, "standard"), ("mse", 3, "standard"),
+     ("gaussian", 1, "rank")],
+)  # fmt: skip
+def test_value_head_fits_samples_and_reloads(head: str, members: int, scale, tmp_path) -> None:
     m = RegressionLM(
-        model=preset("tiny", head=head, members=members),
+        model=preset("tiny", head=head, members=members, target_scale=scale),
         train=TrainConfig(max_epochs=30, batch_size=8, lr=3e-3, progress=False),
     )
     m.fit(CONFIGS, TARGETS)
@@ -136,8 +236,19 @@ def test_value_head_fits_samples_and_reloads(head: str, members: int, tmp_path) 
     np.testing.assert_array_equal(m.sample(CONFIGS[:5], 16, seed=3), draws)  # seeded
     pred = m.predict(CONFIGS, samples=16)[:, 0]
     assert np.corrcoef(pred, TARGETS)[0, 1] > 0.5  # it learned something in 30 epochs
-    loaded = RegressionLM.load(m.save(tmp_path / f"{head}{members}"))
+    saved = m.save(tmp_path / f"{head}{members}")
+    loaded = RegressionLM.load(saved)
     np.testing.assert_array_equal(loaded.sample(CONFIGS[:5], 16, seed=3), draws)
+    if scale == "rank":  # rlm info says how the target was scaled
+        import json
+
+        from typer.testing import CliRunner
+
+        from rlm.cli import app
+
+        info = CliRunner().invoke(app, ["info", str(saved), "--json"])
+        scales = json.loads(info.stdout)["summary"]["target_scales"]
+        assert scales == {"y": "log(y), ranks (40 knots), standardised"}
     with pytest.raises(ValueError, match="top_p"):
         m.sample(CONFIGS[:1], 4, top_p=0.5)
     report = m.evaluate(CONFIGS[:20], TARGETS[:20], samples=8)

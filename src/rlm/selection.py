@@ -109,8 +109,10 @@ def candidate_configs(
 
 
 def model_label(cfg: ModelConfig) -> str:
-    """A model's head and members: ``digits``, ``mse``, ``mse4``, ``gaussian4`` ..."""
-    return f"{cfg.head}{cfg.members if cfg.members > 1 else ''}"
+    """A model's head and members, and a target scale other than auto: ``digits``, ``mse4``,
+    ``gaussian4``, ``mse4-rank`` ..."""
+    scale = "" if cfg.target_scale == "auto" else f"-{cfg.target_scale}"
+    return f"{cfg.head}{cfg.members if cfg.members > 1 else ''}{scale}"
 
 
 def candidate_name(i: int, cfg: ModelConfig) -> str:

@@ -148,7 +148,7 @@ def _extend_targets(model: RegressionLM, rows: Sequence[Example]) -> list[str]:
     last_span = model.codec.spans[-1]
     model.codec = model.codec.extend(ys, new, model.numbers)
     if model.scaler is not None:
-        model.scaler = model.scaler.extend(ys, new)
+        model.scaler = model.scaler.extend(ys, new, model.model_config.target_scale)
     grow_objectives(model.net, len(model.codec.names), model.codec.length, last_span)
     model.targets = known + tuple(new)
     return new

@@ -53,6 +53,9 @@ def info(
             # intervals are calibrated when train had validation rows (split-conformal)
             "calibrated_on_rows": _calibrated_rows(meta.get("calibration")),
         }
+        scales = _target_scales(meta)
+        if scales:
+            summary["target_scales"] = scales
         best = best_valid_loss(history)
         if best is not None:
             summary["best_valid_loss"] = best
@@ -75,6 +78,7 @@ def info(
         shown = dict(summary)
         shown["params"] = fmt(params, "int")
         shown["targets"] = ", ".join(summary["targets"])
+        shown.pop("target_scales", None)  # a table of its own below
         out.print(kv_table("checkpoint", {k: str(v) for k, v in shown.items()}))
         out.print(kv_table("model", meta["model"]))
         tgt = Table(title="targets (number codec)", title_justify="left")
@@ -88,6 +92,8 @@ def info(
         ):
             tgt.add_row(name, num["scheme"], _digits(num), _range(num), fmt(fill))
         out.print(tgt)
+        if scales:
+            out.print(kv_table("target scales (what the value head or each task learns)", scales))
         if fields is not None:
             out.print(kv_table("field encoding", {**fields["config"], "keys": fields["keys"]}))
             out.print(kv_table("fields (how each key is read)", fields["fields"]))
@@ -104,6 +110,30 @@ def info(
                 out.print(_selection_table(selection))
         if layout:
             out.print(kv_table("data (rlm train)", layout))
+
+
+def _target_scales(meta: Mapping[str, Any]) -> dict[str, str]:
+    """How each target reaches its unit scale (``rlm.numbers.scaling``): per task with a
+    task_key, then the value head's; e.g. ``log(y), ranks (87 knots), standardised``."""
+    shown: dict[str, str] = {}
+    tasks = meta.get("task_scaling")
+    for task, scaler in ((tasks or {}).get("scalers") or {}).items():
+        shown.update(_scale_lines(scaler, f"task {task}: "))
+    if meta.get("scaler"):
+        shown.update(_scale_lines(meta["scaler"], "value head: " if tasks else ""))
+    return shown
+
+
+def _scale_lines(scaler: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    names = scaler["names"]
+    offsets = scaler.get("offset") or [0.0] * len(names)
+    ranks = scaler.get("ranks") or [None] * len(names)
+    lines = {}
+    for name, log, c, rank in zip(names, scaler["log"], offsets, ranks, strict=True):
+        steps = [f"log(y + {c:g})" if log and c else "log(y)"] if log else []
+        steps += [f"ranks ({len(rank['values'])} knots)"] if rank else []
+        lines[f"{prefix}{name}"] = ", ".join([*steps, "standardised"])
+    return lines
 
 
 def _selection_table(selection: Mapping[str, Any]) -> Table:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from numbers import Integral
 from typing import Any, Literal
 
+from ..numbers.scaling import Scale, check_scale
 from ..strict import strict_from_dict
 
 
@@ -41,6 +42,12 @@ class ModelConfig:
     # output layer, trained side by side on each batch; the point is their mean, the Gaussian
     # head's samples are their mixture. Costs ``members`` x the compute of one.
     members: int = 1
+    # how a value head's targets (and, with a task_key, each task's) are put on a unit scale
+    # (``rlm.numbers.scaling``): "standard", the logarithm where they span decades, then mean
+    # and standard deviation; "rank", in between, each value's rank score among the training
+    # values, so values in tight clusters far apart (HSQLDB, PostgreSQL) are ranked inside
+    # their cluster too; "auto", ranks only for targets whose training values are clustered
+    target_scale: Scale = "auto"
     # cross-layer weight sharing (ALBERT, Lan et al. 2020): the encoder applies one block's
     # weights enc_layers times and the decoder one block's dec_layers times: about 1/layers of
     # the blocks' parameters (a smaller file) for the same compute, trained as such
@@ -102,6 +109,7 @@ class ModelConfig:
             raise ValueError(f"head={self.head!r}: choose 'digits', 'mse' or 'gaussian'")
         if self.members < 1:
             raise ValueError(f"members={self.members}: must be >= 1")
+        check_scale(self.target_scale)
         if self.members > 1 and self.head == "digits":
             raise ValueError(
                 f"members={self.members} ensembles a value head: set head='mse' or "
