@@ -121,6 +121,8 @@ def test_rank_scale_spreads_tight_clusters() -> None:
         (list(range(20)), False),  # evenly spread
         ([*range(39), 100.0], False),  # a lone outlier beyond the gap: not a cluster
         ([*range(38), 100.0, 101.0], True),  # 2 of 40 rows (5%) beyond it: a cluster
+        ([*np.linspace(0, 1, 96), 5.0, 5.1, 5.2, 5.3], True),  # PostgreSQL's 4 of 100 rows
+        ([*np.linspace(0, 1, 99), 5.0], False),
         ([5.0, 5.0, 5.0], False),  # constant
         ([], False),
     ],

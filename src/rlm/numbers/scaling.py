@@ -77,22 +77,24 @@ RANK_KNOTS = 1001
 # the last segment alone may be nearly flat or steep by the chance of two rows
 TAIL_FRACTION = 0.1
 # "auto" ranks a target whose sorted training values (on the log scale where it applies) have
-# a gap wider than this fraction of their range with at least CLUSTER_SIDE of the rows on
-# each side. Measured at 100 rows per system (test Spearman, standard -> rank, the 4-member
-# MSE head): HSQLDB 0.905 -> 0.966 and PostgreSQL 0.701 -> 0.794, whose largest gaps are 0.57
-# and 0.69 of the range; 7z 0.952 -> 0.920 and x264 0.906 -> 0.887 lose on ranks (a smooth
-# spread, whose additive structure in log space ranks lose), the largest gap of any other
-# system is 0.32. A lone outlier beyond a gap (x264's PSNR of 100 dB) is not a cluster.
+# a gap wider than this fraction of their range with at least CLUSTER_SIDE of the rows (and 2
+# rows) on each side. Measured at 100 rows per system (test Spearman, standard -> rank, the
+# 4-member MSE head): HSQLDB 0.905 -> 0.966 and PostgreSQL 0.701 -> 0.794, whose largest gaps
+# are 0.57 and 0.69 of the range (PostgreSQL's with 4 of its 100 rows above); 7z 0.952 ->
+# 0.920 and x264 0.906 -> 0.887 lose on ranks (a smooth spread, whose additive structure in
+# log space ranks bend); the largest gap of any other system is 0.32. A lone outlier beyond a
+# gap (x264's PSNR of 100 dB) is not a cluster.
 CLUSTER_GAP = 0.4
-CLUSTER_SIDE = 0.05
+CLUSTER_SIDE = 0.02
 
 
 def clustered(u: np.ndarray) -> bool:
     """Whether values ``u`` (N,) fall in clusters: a gap between consecutive sorted values
-    wider than ``CLUSTER_GAP`` of their range, with ``CLUSTER_SIDE`` of them on each side."""
+    wider than ``CLUSTER_GAP`` of their range, with ``CLUSTER_SIDE`` of them, and at least two,
+    on each side."""
     srt = np.sort(u)
     span = srt[-1] - srt[0] if srt.size else 0.0
-    k = max(1, int(np.ceil(CLUSTER_SIDE * srt.size)))
+    k = max(2, int(np.ceil(CLUSTER_SIDE * srt.size)))
     inner = np.diff(srt)[k - 1 : srt.size - k]  # gap i has i + 1 values below, N - i - 1 above
     return bool(span > 0 and inner.size and inner.max() > CLUSTER_GAP * span)
 
