@@ -104,8 +104,8 @@ def test_rank_scale_spreads_tight_clusters() -> None:
     values = [249.0, 249.4, 262.2, 262.6, 263.0, 263.4, 263.8, 517.0, 519.6, 520.2]
     rows = [{"t": v} for v in values]
     middle = slice(2, 7)
-    for scale in ("standard", "rank", "auto"):  # auto: these values are clustered
-        z = TargetScaler.fit(rows, ["t"], scale).transform(rows).values[:, 0]
+    for scale in ("standard", "rank", "auto"):  # auto: these values (x3 rows) are clustered
+        z = TargetScaler.fit(rows * 3, ["t"], scale).transform(rows).values[:, 0]
         steps = np.diff(z[middle])
         assert steps.max() < 0.02 if scale == "standard" else steps.min() > 0.2
     scaler = TargetScaler.fit(rows + [{"t": 263.0}] * 5, ["t"], scale="rank")
@@ -117,8 +117,9 @@ def test_rank_scale_spreads_tight_clusters() -> None:
 @pytest.mark.parametrize(
     ("values", "want"),
     [
-        ([1.0, 1.1, 1.2, 1.3, 9.0, 9.1, 9.2, 9.3], True),  # two clusters, far apart
-        (list(range(20)), False),  # evenly spread
+        ([*np.linspace(1, 1.3, 15), *np.linspace(9, 9.3, 15)], True),  # two clusters apart
+        ([1.0, 1.1, 1.2, 1.3, 9.0, 9.1, 9.2, 9.3], False),  # the same with too few rows
+        (list(range(40)), False),  # evenly spread
         ([*range(39), 100.0], False),  # a lone outlier beyond the gap: not a cluster
         ([*range(38), 100.0, 101.0], True),  # 2 of 40 rows (5%) beyond it: a cluster
         ([*np.linspace(0, 1, 96), 5.0, 5.1, 5.2, 5.3], True),  # PostgreSQL's 4 of 100 rows
@@ -140,7 +141,12 @@ def test_clustered_table(values: list[float], want: bool) -> None:
         ({"values": [2.0, 1.0], "scores": [0.0, 1.0]}, "strictly increasing"),
         ({"values": [1.0, 2.0], "scores": [1.0, 1.0]}, "strictly increasing"),
         ({"values": [1.0], "scores": [1.0]}, ">= 2"),
-        ({"values": [1.0, 2.0], "scores": [0.0, 1.0], "slope": 1}, "unknown RankMap"),
+        ({"values": [1.0, 2.0], "scores": [0.0, 1.0], "slope": 1}, "need"),
+        ({"values": [1.0, 2.0]}, "need"),
+        ([1.0, 2.0], "need"),
+        ({"values": [1.0, float("nan")], "scores": [0.0, 1.0]}, "finite"),
+        ({"values": [1.0, float("inf")], "scores": [0.0, 1.0]}, "finite"),
+        ({"values": ["a", "b"], "scores": [0.0, 1.0]}, "must be numbers"),
     ],
 )
 def test_damaged_rank_knots_are_refused(knots, match) -> None:
@@ -154,23 +160,45 @@ def test_damaged_rank_knots_are_refused(knots, match) -> None:
 
 
 def test_rank_task_scaling_per_task_and_its_checks() -> None:
-    rows = [{"t": v} for v in (1.0, 2.0, 50.0, 51.0, 5.0, 6.0, 7.0, 8.0, 9.0)]
-    tasks = ["a"] * 4 + ["b"] * 5
+    a = [*np.linspace(1, 2, 15), *np.linspace(50, 51, 15)]  # two clusters
+    rows = [{"t": float(v)} for v in (*a, *np.linspace(5, 9, 30))]
+    tasks = ["a"] * 30 + ["b"] * 30
     scaling = TaskScaling.fit(rows, ["t"], tasks, "s", scale="auto")
     # decided per task: a's values are two clusters, b's an even spread
     assert scaling.scalers["a"].ranks[0] is not None and scaling.scalers["b"].ranks == (None,)
     assert TaskScaling.from_dict(scaling.to_dict()) == scaling
-    grown = scaling.extend([{"t": 3.0}, {"t": 4.0}, {"t": 90.0}, {"t": 91.0}], ["c"] * 4)
-    assert grown.scale == "auto" and grown.scalers["c"].ranks[0] is not None
+    few = [{"t": v} for v in (3.0, 4.0, 90.0, 91.0)]  # a new task's few rows: not ranked
+    grown = scaling.extend(few, ["c"] * 4)
+    assert grown.scale == "auto" and grown.scalers["c"].ranks == (None,)
+    ranked = TaskScaling.fit(rows, ["t"], tasks, "s", scale="rank").extend(few, ["c"] * 4)
+    assert ranked.scalers["c"].ranks[0] is not None
     with pytest.raises(ValueError, match="target_scale='normal'"):
         TaskScaling.from_dict({**scaling.to_dict(), "scale": "normal"})
     z = scaling.transform(rows, tasks)
     steps = np.diff([r["t"] for r in z[:4]])  # task a's two clusters: a rank is a rank
     assert steps.min() > 0.5 * steps.max()
+    # a shared digit decoder keeps every task on the standard scale under "auto"
+    x = [{"s": "a", "k": i % 7} for i in range(30)]
+    tiny = TrainConfig(max_epochs=1, progress=False)
+    digits = RegressionLM(model=preset("tiny"), task_key="s", train=tiny).fit(x, a)
+    assert digits.task_scaling is not None and digits.task_scaling.scalers["a"].ranks == (None,)
     with pytest.raises(ValueError, match="target_scale='normal'"):
         ModelConfig(head="mse", target_scale="normal")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="the digit decoder alone"):
         RegressionLM(model=preset("tiny", target_scale="rank")).fit(CONFIGS, TARGETS)
+
+
+def test_a_new_task_without_an_objective_takes_the_standard_scales_of_known_tasks() -> None:
+    # task a ranks objective t (clustered), task b does not; new task c has no t at all: its t
+    # scale is b's standard one, not a mean over a's rank-score statistics
+    a = [*np.linspace(1, 2, 15), *np.linspace(50, 51, 15)]
+    rows = [{"t": float(v), "u": 1.0 + i} for i, v in enumerate((*a, *np.linspace(5, 9, 30)))]
+    scaling = TaskScaling.fit(rows, ["t", "u"], ["a"] * 30 + ["b"] * 30, "s", scale="auto")
+    grown = scaling.extend([{"u": 2.0}, {"u": 5.0}], ["c", "c"])
+    c, b = grown.scalers["c"], scaling.scalers["b"]
+    assert c.ranks[0] is None and (c.mean[0], c.std[0], c.log[0]) == (b.mean[0], b.std[0], b.log[0])
+    back = grown.inverse(np.array([[0.0, 0.0]]), ["c"])[0, 0]
+    assert 5.0 <= back <= 9.0  # a value in b's units, not exp of a rank score
 
 
 def test_scaler_errors_and_missing_objectives() -> None:
@@ -251,6 +279,11 @@ def test_value_head_fits_samples_and_reloads(head: str, members: int, scale, tmp
         info = CliRunner().invoke(app, ["info", str(saved), "--json"])
         scales = json.loads(info.stdout)["summary"]["target_scales"]
         assert scales == {"y": "log(y), ranks (40 knots), standardised"}
+        # a checkpoint saved before target scales existed keeps to the standard one
+        meta = json.loads((saved / "config.json").read_text())
+        del meta["model"]["target_scale"]
+        (saved / "config.json").write_text(json.dumps(meta))
+        assert RegressionLM.load(saved).model_config.target_scale == "standard"
     with pytest.raises(ValueError, match="top_p"):
         m.sample(CONFIGS[:1], 4, top_p=0.5)
     report = m.evaluate(CONFIGS[:20], TARGETS[:20], samples=8)

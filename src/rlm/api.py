@@ -37,6 +37,7 @@ from .nn.config import (
     ModelConfig,
     TrainConfig,
     auto_model,
+    target_scale,
 )
 from .nn.decoding import GrammarTable
 from .nn.device import Placement, Precision
@@ -47,7 +48,7 @@ from .nn.resume import has_state
 from .nn.sampling import TorchNetwork
 from .nn.training import TrainResult, train
 from .numbers import NumberConfig
-from .numbers.scaling import Scale, ScaledTargets, TargetScaler, TaskScaling
+from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import finish_run, load_model, run_fingerprint, save_model
 from .predict.calibration import MIN_ROWS, NonFiniteDraws, calibratable
@@ -154,7 +155,7 @@ class RegressionLM(Compression, Predictor):
         if self._auto_model:
             kind, per_task, length = auto_shape(self, examples, count)
             self.model_config = auto_model(kind, per_task, calibrated, length)
-        scale = self._target_scale()
+        scale = target_scale(self.model_config, shared=self.task_key is not None)
         self.task_scaling = None
         tasks = self.tasks_of(examples)
         if tasks is not None:
@@ -169,18 +170,6 @@ class RegressionLM(Compression, Predictor):
             self.scaler = TargetScaler.fit(rows, names, scale if tasks is None else "standard")
         torch.manual_seed(self.train_config.seed)
         self.net = self._network()  # on the CPU: the same initial weights on every device
-
-    def _target_scale(self) -> Scale:
-        """How the targets are put on a unit scale (``ModelConfig.target_scale``): a value
-        head's, or with a task_key each task's; a ValueError where ranks would go unread."""
-        cfg = self.model_config
-        if cfg.target_scale == "rank" and cfg.head == "digits" and self.task_key is None:
-            raise ValueError(
-                "target_scale='rank' reshapes what a value head (head='mse' or 'gaussian') or "
-                "a per-task scale (task_key=...) learns; the digit decoder alone writes the "
-                "values themselves: set one of those, or target_scale='auto' or 'standard'"
-            )
-        return cfg.target_scale
 
     def _network(self) -> RegressionTransformer:
         """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""

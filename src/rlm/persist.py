@@ -95,7 +95,10 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
 
 
 def _from_meta(cls: type[RegressionLM], meta: dict[str, Any], d: Path) -> RegressionLM:
-    m = cls(model=ModelConfig.from_dict(meta["model"]), train=TrainConfig.from_dict(meta["train"]))
+    # a checkpoint saved before target scales existed learnt on the standard one: fine-tuning
+    # it (new targets, new tasks) keeps to that, where the default "auto" might rank
+    model = {"target_scale": "standard", **meta["model"]}
+    m = cls(model=ModelConfig.from_dict(model), train=TrainConfig.from_dict(meta["train"]))
     read_pipeline(m, meta, d)
     return m
 

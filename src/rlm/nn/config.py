@@ -46,7 +46,8 @@ class ModelConfig:
     # (``rlm.numbers.scaling``): "standard", the logarithm where they span decades, then mean
     # and standard deviation; "rank", in between, each value's rank score among the training
     # values, so values in tight clusters far apart (HSQLDB, PostgreSQL) are ranked inside
-    # their cluster too; "auto", ranks only for targets whose training values are clustered
+    # their cluster too; "auto", ranks for a value head's targets whose training values are
+    # clustered (the digit decoder, measured on the standard scale, keeps to it)
     target_scale: Scale = "auto"
     # cross-layer weight sharing (ALBERT, Lan et al. 2020): the encoder applies one block's
     # weights enc_layers times and the decoder one block's dec_layers times: about 1/layers of
@@ -243,6 +244,21 @@ def head_candidates(max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
     and with the ``AUTO_MEMBERS``-member MSE ensemble."""
     base = preset(AUTO_PRESET["fields"], max_input_len=max_input_len)
     return base, replace(base, head="mse", members=AUTO_MEMBERS)
+
+
+def target_scale(cfg: ModelConfig, shared: bool) -> Scale:
+    """How a fit of ``cfg`` puts its targets on a unit scale (``ModelConfig.target_scale``):
+    a value head's, or (``shared``: a task_key) each task's; "auto" ranks for value heads only,
+    where it was measured. A ValueError where ranks would go unread."""
+    if cfg.head != "digits":
+        return cfg.target_scale
+    if cfg.target_scale == "rank" and not shared:
+        raise ValueError(
+            "target_scale='rank' reshapes what a value head (head='mse' or 'gaussian') or a "
+            "per-task scale (task_key=...) learns; the digit decoder alone writes the values "
+            "themselves: set one of those, or target_scale='auto' or 'standard'"
+        )
+    return "standard" if cfg.target_scale == "auto" else cfg.target_scale
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

@@ -73,9 +73,6 @@ SCALES = ("auto", "standard", "rank")
 # at most this many (value, rank score) knots per objective: a saved scaler stays small
 # whatever the training set, and 1,001 knots resolve a rank to 0.1%
 RANK_KNOTS = 1001
-# the ends extrapolate along the slope over this fraction of the knots (at least one segment):
-# the last segment alone may be nearly flat or steep by the chance of two rows
-TAIL_FRACTION = 0.1
 # "auto" ranks a target whose sorted training values (on the log scale where it applies) have
 # a gap wider than this fraction of their range with at least CLUSTER_SIDE of the rows (and 2
 # rows) on each side. Measured at 100 rows per system (test Spearman, standard -> rank, the
@@ -86,14 +83,20 @@ TAIL_FRACTION = 0.1
 # gap (x264's PSNR of 100 dB) is not a cluster.
 CLUSTER_GAP = 0.4
 CLUSTER_SIDE = 0.02
+# ... and only from this many training values: among a handful of rows a wide gap is chance
+# (uniform noise: about one set of 10 values in 10 shows one), as when a shared model is
+# fine-tuned on a few rows of a new task
+CLUSTER_MIN_ROWS = 30
 
 
 def clustered(u: np.ndarray) -> bool:
     """Whether values ``u`` (N,) fall in clusters: a gap between consecutive sorted values
     wider than ``CLUSTER_GAP`` of their range, with ``CLUSTER_SIDE`` of them, and at least two,
-    on each side."""
+    on each side; never below ``CLUSTER_MIN_ROWS`` values."""
     srt = np.sort(u)
-    span = srt[-1] - srt[0] if srt.size else 0.0
+    if srt.size < CLUSTER_MIN_ROWS:
+        return False
+    span = srt[-1] - srt[0]
     k = max(2, int(np.ceil(CLUSTER_SIDE * srt.size)))
     inner = np.diff(srt)[k - 1 : srt.size - k]  # gap i has i + 1 values below, N - i - 1 above
     return bool(span > 0 and inner.size and inner.max() > CLUSTER_GAP * span)
@@ -111,10 +114,11 @@ class RankMap:
 
     Knots: the distinct training values, each at its mid-rank quantile p (tied values share
     one knot) as the score sqrt(12) (p - 1/2) (a uniform of unit variance), thinned evenly to
-    ``RANK_KNOTS``. Between knots the map is linear; beyond the ends it continues along the
-    slope of the outer ``TAIL_FRACTION`` of the knots, so it is strictly increasing over the
-    whole line: a value outside the training range still gets a score, and every score a head
-    writes maps back to a value. (Normal scores instead of uniform ones measured worse at 100
+    ``RANK_KNOTS``. Between knots the map is linear; beyond the ends it continues along its
+    mean slope over the whole range (a slope from the end knots alone may be nearly flat or
+    steep by the chance of a few rows beyond a gap), so it is strictly increasing over the
+    whole line: a value outside the training range still gets a score, and every score a
+    head writes maps back to a value. (Normal scores instead of uniform ones measured worse at 100
     rows: HSQLDB 0.942 against 0.966, 7z 0.893 against 0.920, x264 0.883 against 0.887.)
     """
 
@@ -143,14 +147,13 @@ class RankMap:
 
 
 def _extended(x: np.ndarray, xp: Sequence[float], fp: Sequence[float]) -> np.ndarray:
-    """``np.interp`` through the increasing knots (xp, fp), continued linearly past both ends."""
+    """``np.interp`` through the increasing knots (xp, fp), continued past both ends along
+    the mean slope between the end knots."""
     xs, fs = np.asarray(xp), np.asarray(fp)
-    k = max(1, int(TAIL_FRACTION * (xs.size - 1)))
-    low = (fs[k] - fs[0]) / (xs[k] - xs[0])
-    high = (fs[-1] - fs[-1 - k]) / (xs[-1] - xs[-1 - k])
+    slope = (fs[-1] - fs[0]) / (xs[-1] - xs[0])
     out = np.interp(x, xs, fs)
-    out = np.where(x < xs[0], fs[0] + (x - xs[0]) * low, out)
-    return np.where(x > xs[-1], fs[-1] + (x - xs[-1]) * high, out)
+    out = np.where(x < xs[0], fs[0] + (x - xs[0]) * slope, out)
+    return np.where(x > xs[-1], fs[-1] + (x - xs[-1]) * slope, out)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,14 @@ class TargetScaler:
         """This scaler's objectives, then ``other``'s."""
         return TargetScaler(*(getattr(self, f) + getattr(other, f) for f in SCALER_FIELDS))
 
+    @staticmethod
+    def concat_all(parts: Sequence[TargetScaler]) -> TargetScaler:
+        """The objectives of ``parts`` (one or more), in order."""
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.concat(part)
+        return out
+
     def transform(self, rows: Sequence[Mapping[str, float]]) -> ScaledTargets:
         """Targets (N, K) on the unit scale, and a (N, K) mask of the objectives present."""
         out = np.zeros((len(rows), len(self.names)), dtype=np.float32)
@@ -267,17 +278,29 @@ class TargetScaler:
         return strict_from_dict(cls, d, tuples=SCALER_FIELDS)
 
 
-def rank_map(d: Mapping[str, Any]) -> RankMap:
-    """A saved ``RankMap``; knots that are not two strictly increasing lists of one length
-    are a ValueError (the map would not be invertible)."""
-    q = strict_from_dict(RankMap, d, tuples=("values", "scores"))
-    xs, fs = np.asarray(q.values, dtype=float), np.asarray(q.scores, dtype=float)
-    if xs.size < 2 or xs.shape != fs.shape or np.any(np.diff(xs) <= 0) or np.any(np.diff(fs) <= 0):
+def rank_map(d: Any) -> RankMap:
+    """A saved ``RankMap``; knots that are not two strictly increasing lists of finite numbers
+    of one length are a ValueError (the map would not be invertible)."""
+    damaged = "the checkpoint is damaged"
+    if not isinstance(d, Mapping) or set(d) != {"values", "scores"}:
+        raise ValueError(f"scaler ranks: need {{'values': [...], 'scores': [...]}}; {damaged}")
+    try:
+        xs, fs = (np.asarray(d[k], dtype=float) for k in ("values", "scores"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"scaler ranks: knots must be numbers ({e}); {damaged}") from e
+    if (
+        xs.ndim != 1
+        or xs.size < 2
+        or xs.shape != fs.shape
+        or not (np.isfinite(xs).all() and np.isfinite(fs).all())
+        or np.any(np.diff(xs) <= 0)
+        or np.any(np.diff(fs) <= 0)
+    ):
         raise ValueError(
-            "scaler ranks: values and scores must be two strictly increasing lists of the "
-            f"same length >= 2 (got {xs.size} values, {fs.size} scores): the checkpoint is damaged"
+            "scaler ranks: values and scores must be two strictly increasing lists of finite "
+            f"numbers of the same length >= 2 (got {xs.size} values, {fs.size} scores); {damaged}"
         )
-    return q
+    return RankMap(tuple(float(v) for v in xs), tuple(float(z) for z in fs))
 
 
 SCALER_FIELDS = ("names", "log", "offset", "mean", "std", "ranks")
@@ -332,17 +355,26 @@ class TaskScaling:
         if not by_task:
             return self
         known = list(self.scalers.values())
-        columns = range(len(names))
-        pooled = TargetScaler(
-            names,
-            tuple(bool(np.mean([s.log[j] for s in known]) >= 0.5) for j in columns),
-            tuple(float(np.mean([s.offset[j] for s in known])) for j in columns),
-            tuple(float(np.mean([s.mean[j] for s in known])) for j in columns),
-            tuple(float(np.mean([s.std[j] for s in known])) for j in columns),
-            tuple(None for _ in columns),  # no rows to rank
-        )
+        pooled = TargetScaler.concat_all([self._known_scale(known, j) for j in range(len(names))])
         fitted = {t: self._own(own, names, pooled, self.scale) for t, own in by_task.items()}
         return TaskScaling(self.key, {**self.scalers, **fitted}, self.scale)
+
+    @staticmethod
+    def _known_scale(known: Sequence[TargetScaler], j: int) -> TargetScaler:
+        """Objective ``j``'s scale for a new task without rows of it: the known tasks' mean
+        log, offset, mean and std over those on the standard scale (a ranked task's mean and
+        std are of rank scores, not of values), else the first known task's own scale."""
+        plain = [s for s in known if s.ranks[j] is None]
+        if not plain:
+            return known[0].take([j])
+        return TargetScaler(
+            (known[0].names[j],),
+            (bool(np.mean([s.log[j] for s in plain]) >= 0.5),),
+            (float(np.mean([s.offset[j] for s in plain])),),
+            (float(np.mean([s.mean[j] for s in plain])),),
+            (float(np.mean([s.std[j] for s in plain])),),
+            (None,),
+        )
 
     @staticmethod
     def _own(
