@@ -3,12 +3,12 @@ one whose validation Spearman is best.
 
 ``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field inputs
 with enough rows and no time budget (the digit decoder and a 4-member MSE ensemble:
-``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit of its own copy of the unfitted
-estimator, with its own weight selection and calibration, under an equal share of the time
-budget (without a budget each trains until it stops, so choosing costs their sum), then one
-pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The winner replaces the
-estimator; what every candidate scored is kept in its ``training_summary["selection"]`` (saved
-with it, shown by ``rlm info``).
+``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
+of its own copy of the unfitted estimator, with its own weight selection and calibration,
+under an equal share of the time budget (without a budget each trains until it stops, so
+choosing costs their sum), then one pass of ``SELECT_SAMPLES`` samples over the valid rows
+scores it. The winner replaces the estimator; what every candidate scored is kept in its
+``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 
 With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>``, resumable on
 its own, and the chosen model is saved in ``run_dir``. A candidate that finished leaves

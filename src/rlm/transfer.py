@@ -26,6 +26,7 @@ import numpy as np
 
 from .io import Example, target_names
 from .io.examples import task_name
+from .nn.config import target_scale
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -148,7 +149,9 @@ def _extend_targets(model: RegressionLM, rows: Sequence[Example]) -> list[str]:
     last_span = model.codec.spans[-1]
     model.codec = model.codec.extend(ys, new, model.numbers)
     if model.scaler is not None:
-        model.scaler = model.scaler.extend(ys, new, model.model_config.target_scale)
+        # new targets of a single-task value head, scaled by the rule its fit used
+        scale = target_scale(model.model_config, shared=False)
+        model.scaler = model.scaler.extend(ys, new, scale)
     grow_objectives(model.net, len(model.codec.names), model.codec.length, last_span)
     model.targets = known + tuple(new)
     return new

@@ -130,7 +130,7 @@ def _scale_lines(scaler: Mapping[str, Any], prefix: str) -> dict[str, str]:
     ranks = scaler.get("ranks") or [None] * len(names)
     lines = {}
     for name, log, c, rank in zip(names, scaler["log"], offsets, ranks, strict=True):
-        steps = [f"log(y + {c:g})" if log and c else "log(y)"] if log else []
+        steps = [f"log(y + {c:g})" if c else "log(y)"] if log else []
         steps += [f"ranks ({len(rank['values'])} knots)"] if rank else []
         lines[f"{prefix}{name}"] = ", ".join([*steps, "standardised"])
     return lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import reduce
 from typing import Any, Literal
 
 import numpy as np
@@ -215,14 +216,6 @@ class TargetScaler:
         """This scaler's objectives, then ``other``'s."""
         return TargetScaler(*(getattr(self, f) + getattr(other, f) for f in SCALER_FIELDS))
 
-    @staticmethod
-    def concat_all(parts: Sequence[TargetScaler]) -> TargetScaler:
-        """The objectives of ``parts`` (one or more), in order."""
-        out = parts[0]
-        for part in parts[1:]:
-            out = out.concat(part)
-        return out
-
     def transform(self, rows: Sequence[Mapping[str, float]]) -> ScaledTargets:
         """Targets (N, K) on the unit scale, and a (N, K) mask of the objectives present."""
         out = np.zeros((len(rows), len(self.names)), dtype=np.float32)
@@ -355,7 +348,9 @@ class TaskScaling:
         if not by_task:
             return self
         known = list(self.scalers.values())
-        pooled = TargetScaler.concat_all([self._known_scale(known, j) for j in range(len(names))])
+        pooled = reduce(
+            TargetScaler.concat, (self._known_scale(known, j) for j in range(len(names)))
+        )
         fitted = {t: self._own(own, names, pooled, self.scale) for t, own in by_task.items()}
         return TaskScaling(self.key, {**self.scalers, **fitted}, self.scale)
 
