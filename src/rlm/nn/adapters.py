@@ -46,6 +46,11 @@ def _peft() -> Any:
 def add_lora(net: RegressionTransformer, cfg: LoraConfig) -> Any:
     """Insert adapters into ``net`` in place and freeze what they adapt; returns the handle
     that ``merge`` needs. Only adapters and ``FULLY_TRAINED`` parameters require grad."""
+    if net.cfg.mixer == "slots":
+        raise ValueError(
+            "LoRA adapts attention and MLP blocks, which a mixer='slots' model has none of: "
+            "fine-tune it without lora (every weight)"
+        )
     peft = _peft()
     spec = peft.LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=TARGETS

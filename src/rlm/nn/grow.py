@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .heads import SlotHead
 from .model import RegressionTransformer
 
 
@@ -67,6 +68,8 @@ def grow_inputs(
     net.key_emb = grown_rows(
         net.key_emb, key_source, _like(net.key_emb, keys, n_keys - old_keys, gen)
     )
+    if isinstance(net.value_head, SlotHead):  # the new keys' slots, at zero weight
+        net.value_head.grow_keys(n_keys)
 
 
 def _like(table: nn.Embedding, ids: range, n: int, gen: torch.Generator) -> torch.Tensor:

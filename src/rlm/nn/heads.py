@@ -24,6 +24,11 @@ from torch import nn
 
 from ..predict.draws import MIN_VARIANCE
 
+# SlotHead's shape, TabM's MLP (Gorishniy et al., ICLR 2025: blocks of 512, dropout 0.1)
+SLOT_WIDTH = 32  # each key's slot: enough for one option's value, small for many keys
+SLOT_HIDDEN = 512
+SLOT_DROPOUT = 0.1
+
 
 class ValueHead(nn.Module):
     """Pooled encoder states of each member (B*M, D) -> (B, M, K, C)."""
@@ -41,11 +46,62 @@ class ValueHead(nn.Module):
         """memory (B*M, T, D), pad (B*M, T) True at padding, rows member-minor -> (B, M, K, C)"""
         keep = (~pad)[..., None].to(memory.dtype)  # (B*M, T, 1)
         pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B*M, D): mean over inputs
-        h = F.gelu(self.fc(self.ln(pooled)))
-        m, k, c = self.members, self.objectives, self.outputs
-        out = self.out(h).view(-1, m, m, k, c)  # (B, M rows, M output blocks, K, C)
-        # row m's own block: (B, K, C, M) from the diagonal, then members before objectives
-        return torch.diagonal(out, dim1=1, dim2=2).permute(0, 3, 1, 2)
+        return member_outputs(self, F.gelu(self.fc(self.ln(pooled))))
+
+
+def member_outputs(head: ValueHead | SlotHead, h: torch.Tensor) -> torch.Tensor:
+    """Each member's own block of ``head.out``: h (B*M, H), rows member-minor -> (B, M, K, C).
+
+    Every member's output layer is one matrix; member m's row reads its own block only."""
+    m, k, c = head.members, head.objectives, head.outputs
+    out = head.out(h).view(-1, m, m, k, c)  # (B, M rows, M output blocks, K, C)
+    # row m's own block: (B, K, C, M) from the diagonal, then members before objectives
+    return torch.diagonal(out, dim1=1, dim2=2).permute(0, 3, 1, 2)
+
+
+class SlotHead(nn.Module):
+    """``mixer="slots"``: each position's input vector, by its key, into that key's slot; the
+    slots side by side read by an MLP: (B*M, T, D) -> (B, M, K, C). No attention.
+
+    Why: a configuration is a fixed set of options, a row of a table. Measured on x264 at 1,000
+    rows (MSE head, one member, 60 s, 3 seeds, test Spearman): the field encoder's vectors read
+    this way 0.958 / 0.958 / 0.950 against 0.936 / 0.939 / 0.929 through the attention encoder
+    and its mean pool, as TabM's MLP reads its per-feature embeddings (0.957 with one member).
+    Each key has its own weights into the MLP, so each option's value can act in its own way;
+    pooled states share one map for every key. A string's pieces add up in its key's slot.
+
+    Shapes: S slot width, N keys (the key vocabulary, specials included), H hidden width.
+    """
+
+    def __init__(self, d: int, n_keys: int, objectives: int, gaussian: bool, members: int) -> None:
+        super().__init__()
+        self.objectives, self.outputs = objectives, 2 if gaussian else 1
+        self.members, self.n_keys = members, n_keys
+        self.slot = nn.Linear(d, SLOT_WIDTH)  # one map into every slot; the MLP tells them apart
+        self.mlp = nn.Sequential(
+            nn.Linear(n_keys * SLOT_WIDTH, SLOT_HIDDEN), nn.GELU(), nn.Dropout(SLOT_DROPOUT),
+            nn.Linear(SLOT_HIDDEN, SLOT_HIDDEN), nn.GELU(), nn.Dropout(SLOT_DROPOUT),
+        )  # fmt: skip
+        self.out = nn.Linear(SLOT_HIDDEN, members * objectives * self.outputs)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """x (B*M, T, D), pad (B*M, T) True at padding, keys (B*M, T) ids -> (B, M, K, C)"""
+        v = self.slot(x) * (~pad)[..., None].to(x.dtype)  # (B*M, T, S), padding adds nothing
+        n, t, s = v.shape
+        slots = v.new_zeros(n, self.n_keys, s).scatter_add(1, keys[..., None].expand(n, t, s), v)
+        return member_outputs(self, self.mlp(slots.reshape(n, self.n_keys * s)))  # (B, M, K, C)
+
+    @torch.no_grad()
+    def grow_keys(self, n_keys: int) -> None:
+        """Slots for ``n_keys`` keys, the new ones (appended) at zero weight: a fine-tune's new
+        options start contributing nothing and learn from there; the known ones are kept."""
+        first = self.mlp[0]
+        assert isinstance(first, nn.Linear)
+        grown = nn.Linear(n_keys * SLOT_WIDTH, SLOT_HIDDEN).to(first.weight.device)
+        grown.weight.zero_()
+        grown.weight[:, : first.in_features] = first.weight
+        grown.bias.copy_(first.bias)
+        self.mlp[0], self.n_keys = grown, n_keys
 
 
 def variance(out: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .heads import ValueHead
+from .heads import SlotHead, ValueHead
 from .runtime import tune_allocator
 from .source import Source
 
@@ -209,12 +209,22 @@ class RegressionTransformer(nn.Module):
         self.numbers = NumberProjection(n_features, cfg.d_model) if reads_numbers else None
         # a frozen backbone's hidden states (width n_vector) projected to this model's width
         self.vec_proj = nn.Linear(n_vector, cfg.d_model) if n_vector else None
-        self.encoder = nn.ModuleList(EncoderBlock(cfg, i) for i in range(cfg.enc_blocks))
-        self.ln_enc = nn.LayerNorm(cfg.d_model)
-        self.value_head = None
+        slots = cfg.mixer == "slots"  # no encoder blocks: the slot head reads the input vectors
+        if slots and not n_keys:
+            raise ValueError(
+                "mixer='slots' reads field inputs (a mapping per row, one slot per key): use "
+                "mixer='attention' for text, code or a backbone's states"
+            )
+        blocks = 0 if slots else cfg.enc_blocks
+        self.encoder = nn.ModuleList(EncoderBlock(cfg, i) for i in range(blocks))
+        self.ln_enc = nn.Identity() if slots else nn.LayerNorm(cfg.d_model)
+        self.value_head: ValueHead | SlotHead | None = None
         if cfg.head != "digits":  # a value head replaces the whole decoder
-            self.value_head = ValueHead(
-                cfg.d_model, objectives, cfg.head == "gaussian", cfg.members
+            gaussian = cfg.head == "gaussian"
+            self.value_head = (
+                SlotHead(cfg.d_model, n_keys, objectives, gaussian, cfg.members)
+                if slots
+                else ValueHead(cfg.d_model, objectives, gaussian, cfg.members)
             )
             # each member's +-1 scaling of the encoder input (TabM's random-sign init): the
             # members start as different functions of the same weights; learnt from there on
@@ -228,6 +238,10 @@ class RegressionTransformer(nn.Module):
             self.ln_dec = nn.LayerNorm(cfg.dec_d_model)
             self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
         self.apply(self._init)
+        if isinstance(self.value_head, SlotHead):  # TabM's MLP at torch's own init, as measured
+            for m in self.value_head.modules():
+                if isinstance(m, nn.Linear):
+                    m.reset_parameters()
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -246,6 +260,8 @@ class RegressionTransformer(nn.Module):
     def encoder_layers(self) -> list[EncoderBlock]:
         """The blocks in the order they run: each once, or one block ``enc_layers`` times
         (``share_layers``)."""
+        if not self.encoder:  # mixer="slots"
+            return []
         return [self.encoder[i % len(self.encoder)] for i in range(self.cfg.enc_layers)]  # type: ignore[misc]
 
     @property
@@ -328,6 +344,9 @@ class RegressionTransformer(nn.Module):
         if self.value_head is None:
             raise ValueError("this model decodes digits: it has no value head")
         x, pad = self.member_inputs(src)
+        if isinstance(self.value_head, SlotHead):  # no encoder, no exits: the slots' MLP
+            keys = src.keys.repeat_interleave(self.cfg.members, dim=0)  # type: ignore[union-attr]
+            return [self.value_head(x, pad, keys)]  # (B*M, T) keys, rows member-minor like x
         exits = exits or self.cfg.exit_layers
         return [self.value_head(memory, pad) for memory in self.memories(x, pad, exits)]
 

@@ -115,6 +115,8 @@ def prune_network(
     MLP neurons (``importance``); every other weight is copied as it is."""
     if not 0.0 < amount < 1.0:
         raise ValueError(f"amount={amount}: the fraction of heads and neurons to remove, in (0, 1)")
+    if net.cfg.mixer == "slots":
+        raise ValueError("mixer='slots' has no attention heads or encoder MLPs to prune")
     keep = {m: _kept(s, amount) for m, s in scores.items()}
     enc = [(len(keep[b.attn]), len(keep[b.mlp])) for b in net.encoder]  # type: ignore[union-attr]
     dec = [

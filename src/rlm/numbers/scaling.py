@@ -328,8 +328,10 @@ class TaskScaling:
         key: str,
         scale: Scale = "standard",
     ) -> TaskScaling:
-        """Each task's scaler (``TargetScaler.fit`` of its rows under ``scale``)."""
-        pooled = TargetScaler.fit(rows, names, scale)
+        """Each task's scaler (``TargetScaler.fit`` of its rows under ``scale``). The pooled
+        scale an objective falls back to where a task lacks it is always standard: ranks of
+        several tasks' values together would rank units (ms against dB), not configurations."""
+        pooled = TargetScaler.fit(rows, names, "standard")
         by_task: dict[str, list[Mapping[str, float]]] = {}
         for task, r in zip(tasks, rows, strict=True):
             by_task.setdefault(task, []).append(r)
