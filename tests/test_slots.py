@@ -8,9 +8,11 @@ import torch
 
 from rlm import ModelConfig, RegressionLM, TrainConfig
 from rlm.inputs.fields import FieldConfig
+from rlm.inputs.vocab import VocabConfig
 from rlm.io import Example
 from rlm.nn.config import LoraConfig, preset
 from rlm.nn.heads import SlotHead
+from rlm.selection import model_label
 
 QUICK = TrainConfig(max_steps=60, batch_size=16, lr=3e-3, progress=False, seed=0)
 CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2], "cache": s % 5} for s in range(1, 61)]
@@ -39,11 +41,27 @@ def test_slots_config_errors(options, match) -> None:
         ModelConfig(**options)
 
 
-def test_slots_need_field_inputs() -> None:
+@pytest.mark.parametrize("numbers", ["digits", "value"])  # text with number values has keys too
+def test_slots_need_field_inputs(numbers) -> None:
     texts = [f"size {s}" for s in range(40)]
-    model = RegressionLM(model=preset("tiny", head="mse", mixer="slots"), train=QUICK)
+    model = RegressionLM(
+        model=preset("tiny", head="mse", mixer="slots"),
+        train=QUICK,
+        vocab=VocabConfig(numbers=numbers),
+    )
     with pytest.raises(ValueError, match="reads field inputs"):
         model.fit(texts, [float(s) for s in range(40)])
+
+
+def test_an_unseen_key_adds_nothing_through_its_untrained_slot() -> None:
+    model = _slots(members=1).fit(ROWS[:48], valid=ROWS[48:])
+    xs = CONFIGS[48:]
+    with pytest.warns(UserWarning):
+        unseen = model.predict([{**x, "never_seen": 7} for x in xs], samples=0)
+    np.testing.assert_allclose(unseen, model.predict(xs, samples=0), rtol=1e-6)
+    assert model_label(model.model_config) == "mse-slots"
+    with pytest.raises(ValueError, match="no encoder layers to exit from"):
+        model.set_early_exit(0.01)
 
 
 def test_slots_fit_predict_save_load(tmp_path) -> None:

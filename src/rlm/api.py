@@ -174,6 +174,11 @@ class RegressionLM(Compression, Predictor):
     def _network(self) -> RegressionTransformer:
         """The transformer for the fitted (or loaded) encoder and codec, fresh weights."""
         assert self.tokenizer is not None and self.codec is not None
+        if self.model_config.mixer == "slots" and self.fields is None:
+            raise ValueError(
+                "mixer='slots' reads field inputs (a mapping per row, one slot per key): use "
+                "mixer='attention' for text, code or a backbone's states"
+            )
         sizes = reader_sizes(self)
         return RegressionTransformer(
             self.model_config,

@@ -16,7 +16,7 @@ from .io import Example
 from .nn.config import TrainConfig
 from .nn.decoding import GrammarTable
 from .nn.exits import check_exits, check_tolerance
-from .nn.prune import importance, prune_network
+from .nn.prune import check_prunable, importance, prune_network
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -40,6 +40,7 @@ class Compression:
         file and compute, then a recovery fine-tune on ``X`` (``train``: how, usually a short
         budget) with its own selection on ``valid`` and calibration. This model is unchanged."""
         tok, codec, net = self._check_fitted()
+        check_prunable(net.cfg)  # before the importance pass
         train_ex, valid_ex = self._examples(X, y, valid)
         scores = importance(
             net, self.encode_inputs(train_ex), self._targets(train_ex),

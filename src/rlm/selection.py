@@ -109,10 +109,11 @@ def candidate_configs(
 
 
 def model_label(cfg: ModelConfig) -> str:
-    """A model's head and members, and a target scale other than auto: ``digits``, ``mse4``,
-    ``gaussian4``, ``mse4-rank`` ..."""
+    """A model's head and members, the slot mixer, and a target scale other than auto:
+    ``digits``, ``mse4``, ``gaussian4``, ``mse4-slots``, ``mse4-rank`` ..."""
+    mixer = "-slots" if cfg.mixer == "slots" else ""
     scale = "" if cfg.target_scale == "auto" else f"-{cfg.target_scale}"
-    return f"{cfg.head}{cfg.members if cfg.members > 1 else ''}{scale}"
+    return f"{cfg.head}{cfg.members if cfg.members > 1 else ''}{mixer}{scale}"
 
 
 def candidate_name(i: int, cfg: ModelConfig) -> str:

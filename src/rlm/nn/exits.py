@@ -53,6 +53,9 @@ def check_tolerance(tolerance: float) -> float:
 
 def check_exits(cfg: ModelConfig) -> None:
     """Early exit needs two exits below the last layer: the first only sets the reference."""
+    if cfg.mixer == "slots":
+        raise ValueError("mixer='slots' has no encoder layers to exit from: early exit needs "
+                         "mixer='attention'")  # fmt: skip
     if len(cfg.exits) < 2:
         have = f"exits={cfg.exits}" if cfg.exits else "no exits"
         fix = (

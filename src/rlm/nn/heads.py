@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inputs.fields import KEY_SPECIALS
 from ..predict.draws import MIN_VARIANCE
 
 # SlotHead's shape, TabM's MLP (Gorishniy et al., ICLR 2025: blocks of 512, dropout 0.1)
@@ -90,6 +91,18 @@ class SlotHead(nn.Module):
         n, t, s = v.shape
         slots = v.new_zeros(n, self.n_keys, s).scatter_add(1, keys[..., None].expand(n, t, s), v)
         return member_outputs(self, self.mlp(slots.reshape(n, self.n_keys * s)))  # (B, M, K, C)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """torch's own init (as measured), except the special keys' slots (``<none>``,
+        ``<unknown>``) at zero: no training field reaches them, so an unseen key read through
+        ``<unknown>`` adds nothing instead of a random, never-trained contribution."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+        first = self.mlp[0]
+        assert isinstance(first, nn.Linear)
+        first.weight[:, : len(KEY_SPECIALS) * SLOT_WIDTH] = 0.0
 
     @torch.no_grad()
     def grow_keys(self, n_keys: int) -> None:

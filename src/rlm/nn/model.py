@@ -211,10 +211,7 @@ class RegressionTransformer(nn.Module):
         self.vec_proj = nn.Linear(n_vector, cfg.d_model) if n_vector else None
         slots = cfg.mixer == "slots"  # no encoder blocks: the slot head reads the input vectors
         if slots and not n_keys:
-            raise ValueError(
-                "mixer='slots' reads field inputs (a mapping per row, one slot per key): use "
-                "mixer='attention' for text, code or a backbone's states"
-            )
+            raise ValueError("mixer='slots' needs keys to give slots: n_keys >= 1")
         blocks = 0 if slots else cfg.enc_blocks
         self.encoder = nn.ModuleList(EncoderBlock(cfg, i) for i in range(blocks))
         self.ln_enc = nn.Identity() if slots else nn.LayerNorm(cfg.d_model)
@@ -239,9 +236,7 @@ class RegressionTransformer(nn.Module):
             self.head = nn.Linear(cfg.dec_d_model, out_vocab, bias=False)
         self.apply(self._init)
         if isinstance(self.value_head, SlotHead):  # TabM's MLP at torch's own init, as measured
-            for m in self.value_head.modules():
-                if isinstance(m, nn.Linear):
-                    m.reset_parameters()
+            self.value_head.reset_parameters()
 
     @staticmethod
     def _init(m: nn.Module) -> None:

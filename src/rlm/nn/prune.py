@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import ModelConfig
 from .decoding import GrammarTable
 from .loss import Targets, batch_loss, make_batch
 from .model import MLP, CrossAttention, RegressionTransformer, SelfAttention
@@ -107,6 +108,12 @@ def _copy_mlp(dst: MLP, src: MLP, neurons: torch.Tensor) -> None:
     _copy_linear(dst.proj, src.proj, None, neurons)
 
 
+def check_prunable(cfg: ModelConfig) -> None:
+    """A ValueError where there is nothing to prune (before any importance pass or data read)."""
+    if cfg.mixer == "slots":
+        raise ValueError("mixer='slots' has no attention heads or encoder MLPs to prune")
+
+
 @torch.no_grad()
 def prune_network(
     net: RegressionTransformer, scores: dict[nn.Module, torch.Tensor], amount: float
@@ -115,8 +122,7 @@ def prune_network(
     MLP neurons (``importance``); every other weight is copied as it is."""
     if not 0.0 < amount < 1.0:
         raise ValueError(f"amount={amount}: the fraction of heads and neurons to remove, in (0, 1)")
-    if net.cfg.mixer == "slots":
-        raise ValueError("mixer='slots' has no attention heads or encoder MLPs to prune")
+    check_prunable(net.cfg)
     keep = {m: _kept(s, amount) for m, s in scores.items()}
     enc = [(len(keep[b.attn]), len(keep[b.mlp])) for b in net.encoder]  # type: ignore[union-attr]
     dec = [
