@@ -68,10 +68,6 @@ def compress(
         rows = read_labeled(data, checkpoint_targets(directory), layout, any_target=True)
         train_rows, valid_rows = train_valid(rows, data, valid_split, train_split, None)
         model = load_model(directory, runtime="torch", device=device, precision=precision.value)
-        if prune is not None:  # before any pass over the rows
-            from ..nn.prune import check_prunable
-
-            check_prunable(model.model_config)
         if layers is not None:  # before any fine-tune: a bad layer list costs nothing
             from ..nn.exits import check_exits
 
