@@ -169,6 +169,17 @@ def test_number_modes(numbers: str) -> None:
     assert (feats[0] == 1.0) == (numbers != "category")
 
 
+@pytest.mark.parametrize(
+    ("numbers", "mixer", "resolved"),
+    [("auto", "attention", "both"), ("auto", "slots", "value"), ("both", "slots", "both"),
+     ("category", "slots", "category"), ("value", "attention", "value")],
+)  # fmt: skip
+def test_auto_number_mode_follows_the_mixer(numbers: str, mixer: str, resolved: str) -> None:
+    assert FieldConfig(numbers=numbers).resolved(mixer).numbers == resolved  # type: ignore[arg-type]
+    assert FieldConfig().numbers == "auto"
+    assert FieldEncoder.fit(TRAIN, FieldConfig()).config.numbers == "both"  # no mixer: attention
+
+
 def test_saved_encoder_encodes_identically() -> None:
     enc = _encoder()
     again = FieldEncoder.from_dict(enc.to_dict(), enc.tokenizer)

@@ -272,6 +272,18 @@ def test_lr_schedule(
         TrainConfig(clock_schedule="no")  # type: ignore[arg-type]
 
 
+def test_sampling_inputs_encoded_beforehand_draws_the_same(fitted: RegressionLM) -> None:
+    """``encoded=``: what training's validation passes every epoch instead of reading again."""
+    xs, _ = _toy(5, seed=9)
+    rows = fitted.encode_inputs(xs)
+    np.testing.assert_array_equal(
+        fitted.sample(xs, 4, seed=2, encoded=rows), fitted.sample(xs, 4, seed=2)
+    )
+    assert fitted.distribution(xs, samples=4, encoded=rows).point.shape == (5, 2)
+    with pytest.raises(ValueError, match="give encode_inputs"):
+        fitted.sample(xs, 4, encoded=rows[:3])
+
+
 def test_spearman_selection_survives_constant_early_predictions() -> None:
     """Early in training every prediction can be equal: no Spearman yet, and no crash."""
     xs, ys = _toy(24, seed=5)

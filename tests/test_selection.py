@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rlm import RegressionLM, TrainConfig
 from rlm.io import Example
 from rlm.nn.config import auto_candidates, preset
-from rlm.selection import candidate_configs, candidate_name
+from rlm.selection import MIN_SHARE_S, budget_share, candidate_configs, candidate_name
 
 CONFIGS = [{"size": s, "mode": ["a", "b"][s % 2]} for s in range(1, 61)]
 TARGETS = [float(x["size"] * (3 if x["mode"] == "a" else 1)) for x in CONFIGS]
@@ -22,23 +22,37 @@ VALID = [Example(x, {"y": t}) for x, t in zip(CONFIGS[40:], TARGETS[40:], strict
 CANDIDATES = [preset("tiny"), preset("tiny", head="mse", members=2)]
 
 
+SLOTS, DIGITS = ("mse", 4, "slots"), ("digits", 1, "attention")
+
+
 @pytest.mark.parametrize(
-    ("kind", "rows", "validated", "budgeted", "heads"),
+    ("kind", "rows", "validated", "budgeted", "models"),
     [
-        ("fields", 499, True, False, [("mse", 4)]),  # few rows: the ensemble, no choice
-        ("fields", 500, True, False, [("digits", 1), ("mse", 4)]),
-        ("fields", 5000, True, False, [("digits", 1), ("mse", 4)]),
-        ("fields", 1000, False, False, [("digits", 1)]),  # nothing to choose on
-        ("fields", 1000, True, True, [("digits", 1)]),  # the whole budget to one model
-        ("text", 1000, True, False, [("digits", 1)]),
-        ("backbone", 1000, True, False, [("digits", 1)]),
+        ("fields", 499, True, False, [("mse", 4, "attention")]),  # few rows: no choice
+        ("fields", 500, True, False, [SLOTS, DIGITS]),
+        ("fields", 5000, True, False, [SLOTS, DIGITS]),
+        ("fields", 1000, True, True, [SLOTS, DIGITS]),  # the slots leave the rest of a budget
+        ("fields", 1000, False, False, [DIGITS]),  # nothing to choose on
+        ("text", 1000, True, False, [DIGITS]),
+        ("backbone", 1000, True, False, [DIGITS]),
     ],
 )
 def test_auto_candidates_table(
-    kind: str, rows: int, validated: bool, budgeted: bool, heads: list
+    kind: str, rows: int, validated: bool, budgeted: bool, models: list
 ) -> None:
     got = auto_candidates(kind, rows, validated, budgeted, max_input_len=256)
-    assert [(c.head, c.members) for c in got] == heads
+    assert [(c.head, c.members, c.mixer) for c in got] == models
+
+
+@pytest.mark.parametrize(
+    ("budget", "spent", "left", "share"),
+    [(120.0, 0.0, 2, 60.0), (120.0, 30.0, 1, 90.0), (120.0, 70.0, 1, 50.0),
+     (90.0, 30.0, 2, 30.0), (120.0, 130.0, 1, MIN_SHARE_S)],
+)  # fmt: skip
+def test_budget_shares_follow_each_other(
+    budget: float, spent: float, left: int, share: float
+) -> None:
+    assert budget_share(budget, spent, left) == share
 
 
 @pytest.mark.parametrize(
@@ -48,7 +62,7 @@ def test_auto_candidates_table(
         (499, 10, "fields", None, 1),
         (500, 9, "fields", None, 1),
         (500, 10, "text", None, 1),
-        (500, 10, "fields", 120.0, 1),
+        (500, 10, "fields", 120.0, 2),
     ],
 )
 def test_auto_chooses_only_with_enough_rows_valid_rows_and_time(
@@ -96,7 +110,10 @@ def test_selection_keeps_the_best_on_valid_and_records_every_candidate(
     chosen = int(np.argmax(scores))
     assert sel["chosen"] == names[chosen]
     assert m.model_config == CANDIDATES[chosen]
-    assert sel["budget_share_s"] == 30.0
+    assert sel["budget_s"] == 60.0
+    first, second = sel["candidates"]
+    assert first["budget_s"] == 30.0  # half; the second gets what the first left
+    assert second["budget_s"] == pytest.approx(60.0 - first["seconds"])
     assert m.train_config == train  # the user's options, not a candidate's share
     assert m.candidates == tuple(CANDIDATES)  # a later fit chooses again
     assert m.predict(CONFIGS[:3], samples=4).shape == (3, 1)

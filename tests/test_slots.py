@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from rlm import ModelConfig, RegressionLM, TrainConfig
-from rlm.inputs.fields import FieldConfig
 from rlm.inputs.vocab import VocabConfig
 from rlm.io import Example
 from rlm.nn.config import LoraConfig, preset
@@ -22,9 +21,7 @@ ROWS = [Example(x=x, y={"t": y}) for x, y in zip(CONFIGS, TARGETS, strict=True)]
 
 def _slots(members: int = 2, head: str = "mse") -> RegressionLM:
     model = preset("tiny", head=head, members=members, mixer="slots")
-    return RegressionLM(
-        model=model, targets=["t"], train=QUICK, fields=FieldConfig(numbers="value")
-    )
+    return RegressionLM(model=model, targets=["t"], train=QUICK)  # numbers="auto": as values
 
 
 @pytest.mark.parametrize(
@@ -68,6 +65,10 @@ def test_slots_fit_predict_save_load(tmp_path) -> None:
     model = _slots().fit(ROWS[:48], valid=ROWS[48:])
     assert not model.net.encoder  # type: ignore[union-attr]  # no attention blocks at all
     assert isinstance(model.net.value_head, SlotHead)  # type: ignore[union-attr]
+    assert model.fields.config.numbers == "value"  # type: ignore[union-attr]  # "auto", resolved
+    assert model.field_config.numbers == "auto"  # the user's option is kept for a refit
+    # the members' copies are not encoder passes: a batch is cut by rows x length only
+    assert model.net.copies_per_position == 1  # type: ignore[union-attr]
     xs = CONFIGS[48:]
     pred = model.predict(xs, samples=0)
     assert np.isfinite(pred).all() and pred.shape == (12, 1)

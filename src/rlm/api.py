@@ -85,13 +85,13 @@ class RegressionLM(Compression, Predictor):
         device: str = "auto",
         precision: Precision = "auto",
     ) -> None:
-        """``model``: a preset name, a ``ModelConfig``, several of them (each is fitted with an
-        equal share of the time budget and the best on the valid rows is kept: ``rlm.selection``),
-        or ``"auto"``: ``compact`` for field inputs (4 value-head members under 500 rows per
-        task; from 500, with 10+ valid rows and no time budget, the digit decoder or those 4
-        members, chosen on the valid rows, else the digit decoder: ``nn.config.auto_candidates``;
-        a stream or a staged backbone fit is not chosen for), ``small`` for text (its position
-        table raised to ``vocab.max_length``).
+        """``model``: a preset name, a ``ModelConfig``, several of them (each is fitted in turn
+        with an equal share of the time budget the ones before it left, and the best on the
+        valid rows is kept: ``rlm.selection``), or ``"auto"``: ``compact`` for field inputs (4
+        value-head members under 500 rows per task; from 500, with 10+ valid rows, 4 members of
+        the slot mixer or the digit decoder, chosen on the valid rows, else the digit decoder:
+        ``nn.config.auto_candidates``; a stream or a staged backbone fit is not chosen for),
+        ``small`` for text (its position table raised to ``vocab.max_length``).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
         (default) reads fields when every training input is a mapping, else text.
@@ -392,7 +392,9 @@ class RegressionLM(Compression, Predictor):
             tasks = self.tasks_of(valid_ex)
 
             def score_fn() -> float:
-                pred = self.distribution(valid_ex, samples=self.train_config.eval_samples)
+                pred = self.distribution(
+                    valid_ex, samples=self.train_config.eval_samples, encoded=vsrc
+                )
                 return mean_spearman(valid_ex, codec.names, pred, tasks)
 
         self.result = train(

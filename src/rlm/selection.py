@@ -5,8 +5,9 @@ one whose validation Spearman is best.
 with enough rows and no time budget (the digit decoder and a 4-member MSE ensemble:
 ``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
 of its own copy of the unfitted estimator, with its own weight selection and calibration,
-under an equal share of the time budget (without a budget each trains until it stops, so
-choosing costs their sum), then one pass of ``SELECT_SAMPLES`` samples over the valid rows
+in turn, each under an equal share of the time budget the ones before it left (one that stops
+early gives its rest to the next; without a budget each trains until it stops, so choosing
+costs their sum), then one pass of ``SELECT_SAMPLES`` samples over the valid rows
 scores it. The winner replaces the estimator; what every candidate scored is kept in its
 ``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 
@@ -49,6 +50,7 @@ DONE_FILE = "candidate.json"  # a finished candidate's run fingerprint
 # samples per valid input when scoring a digit decoder: its point is a median of draws, whose
 # noise would favour the deterministic value heads (x264, 1,000 rows: 0.900 at 16, 0.915 at 64)
 SELECT_SAMPLES = 64
+MIN_SHARE_S = 1.0  # the least time budget a candidate gets, whatever those before it spent
 
 
 def model_choice(
@@ -138,25 +140,34 @@ def select_model(
             "valid=... to fit, or give one model"
         )
     budget = model.train_config.time_budget_s
-    share = None if budget is None else budget / len(configs)
+    spent = 0.0
     report: list[dict[str, Any]] = []
     best, best_score, chosen = None, -math.inf, ""
     for i, cfg in enumerate(configs):
         name = candidate_name(i, cfg)
         sub = None if run_dir is None else run_dir / CANDIDATES_DIR / name
+        share = None if budget is None else budget_share(budget, spent, len(configs) - i)
         twin = _fit_one(model, cfg, share, train_ex, valid_ex, sub, fit)
         score = _score(twin, valid_ex)
         seconds = (twin.training_summary or {}).get("seconds")
+        spent += seconds or 0.0
         # -inf (constant predictions) is no JSON number: None
         report.append({"name": name, "valid_spearman": score if math.isfinite(score) else None,
-                       "seconds": seconds})  # fmt: skip
+                       "budget_s": share, "seconds": seconds})  # fmt: skip
         if best is None or score > best_score:  # only the best so far stays in memory
             best, best_score, chosen = twin, score, name
     assert best is not None and best.training_summary is not None
     best.train_config = model.train_config  # the user's options, not the candidate's share
-    best.training_summary["selection"] = {"chosen": chosen, "budget_share_s": share,
+    best.training_summary["selection"] = {"chosen": chosen, "budget_s": budget,
                                           "candidates": report}  # fmt: skip
     return best
+
+
+def budget_share(budget: float, spent: float, left: int) -> float:
+    """The next of ``left`` candidates' time budget: an equal share of what the ones before
+    it left unspent (a candidate that stops early gives its rest to those after it), and never
+    under ``MIN_SHARE_S`` (a candidate that overran its share does not starve the next)."""
+    return max((budget - spent) / left, MIN_SHARE_S)
 
 
 def _score(twin: RegressionLM, valid_ex: Sequence[Example]) -> float:

@@ -138,14 +138,16 @@ def _scale_lines(scaler: Mapping[str, Any], prefix: str) -> dict[str, str]:
 
 def _selection_table(selection: Mapping[str, Any]) -> Table:
     """The candidates a fit chose between (``rlm.selection``), the chosen one marked."""
-    share = selection.get("budget_share_s")
-    title = "model selection on the valid rows" + (f" ({fmt(share)} s each)" if share else "")
+    budget = selection.get("budget_s")
+    title = "model selection on the valid rows" + (f" ({fmt(budget)} s budget)" if budget else "")
     table = Table(title=title, title_justify="left")
-    for col in ("candidate", "valid Spearman", "train s", "chosen"):
+    for col in ("candidate", "valid Spearman", "budget s", "train s", "chosen"):
         table.add_column(col)
     for c in selection["candidates"]:
         chosen = "yes" if c["name"] == selection["chosen"] else ""
-        table.add_row(c["name"], fmt(c["valid_spearman"]), fmt(c["seconds"]), chosen)
+        # a selection saved before the shares followed each other: one share for all
+        share = c.get("budget_s", selection.get("budget_share_s"))
+        table.add_row(c["name"], fmt(c["valid_spearman"]), fmt(share), fmt(c["seconds"]), chosen)
     return table
 
 

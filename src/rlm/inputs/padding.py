@@ -90,11 +90,12 @@ def pad_rows(rows: Sequence[Row], pad_id: int) -> Padded:
 
 
 def micro_batches(
-    idx: np.ndarray, lengths: Sequence[int], max_positions: int, members: int = 1
+    idx: np.ndarray, lengths: Sequence[int], max_positions: int, copies: int = 1
 ) -> list[np.ndarray]:
     """``idx`` cut into parts of at most ``max_positions`` encoder positions each (rows x the
-    longest row x ensemble members), whole rows, at least one per part: activation memory grows
-    with positions, so a part bounds it whatever the inputs' length."""
-    longest = max(int(np.max(np.asarray(lengths)[idx])), 1) * members
+    longest row x the copies the network makes of each position, ``copies_per_position``),
+    whole rows, at least one per part: activation memory grows with positions, so a part bounds
+    it whatever the inputs' length."""
+    longest = max(int(np.max(np.asarray(lengths)[idx])), 1) * copies
     rows = max(1, max_positions // longest)
     return [idx[i : i + rows] for i in range(0, len(idx), rows)]

@@ -69,7 +69,8 @@ def _fit(p: Predictor, examples: Sequence[Any], fields: bool) -> None:
         return
     if fields:
         xs = [e.x for e in examples]
-        p.fields = FieldEncoder.fit(xs, p.field_config, p.vocab_config)
+        cfg = p.field_config.resolved(p.model_config.mixer)
+        p.fields = FieldEncoder.fit(xs, cfg, p.vocab_config)
         p.tokenizer = p.fields.tokenizer
         return
     if p.vocab_config.numbers != "digits":  # text with <num> positions for numbers

@@ -254,16 +254,17 @@ def auto_candidates(
     with ``validated`` (enough valid rows to tell them apart) and no time budget (``budgeted``:
     see the measurements above ``auto_model``), the digit decoder and the ``AUTO_MEMBERS``-member
     MSE ensemble; else the one model of ``auto_model``."""
-    if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated or budgeted:
+    if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated:
         return (auto_model(kind, rows, validated, max_input_len),)
     return head_candidates(max_input_len)
 
 
 def head_candidates(max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
-    """The pair ``auto_candidates`` chooses between: the field preset with the digit decoder,
-    and with the ``AUTO_MEMBERS``-member MSE ensemble."""
+    """The pair ``auto_candidates`` chooses between: the ``AUTO_MEMBERS``-member MSE ensemble
+    of the slot mixer (first: it stops soonest, and leaves the rest of a budget to the next),
+    and the field preset with the digit decoder."""
     base = preset(AUTO_PRESET["fields"], max_input_len=max_input_len)
-    return base, replace(base, head="mse", members=AUTO_MEMBERS)
+    return replace(base, head="mse", members=AUTO_MEMBERS, mixer="slots"), base
 
 
 def target_scale(cfg: ModelConfig, shared: bool) -> Scale:

@@ -298,7 +298,7 @@ def _parts(
     item: Item, model: RegressionTransformer, cfg: TrainConfig, pad_id: int, device: torch.device
 ) -> list[Batch]:
     """An item's examples as micro-batches of at most ``max_positions`` positions."""
-    parts = micro_batches(item.idx, item.lengths, cfg.max_positions, model.cfg.members)
+    parts = micro_batches(item.idx, item.lengths, cfg.max_positions, model.copies_per_position)
     return [make_batch(part, item.rows, item.targets, pad_id, device) for part in parts]
 
 

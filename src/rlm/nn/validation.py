@@ -38,9 +38,9 @@ def eval_loss(
     lengths = [len(s) for s in src]
     order = np.argsort(lengths, kind="stable")
     total, weight = 0.0, 0.0
-    members = model.cfg.members
+    copies = model.copies_per_position
     for i in range(0, len(order), batch_size):
-        for part in micro_batches(order[i : i + batch_size], lengths, max_positions, members):
+        for part in micro_batches(order[i : i + batch_size], lengths, max_positions, copies):
             batch = make_batch(part, src, tg, pad_id, placement.device)
             w = batch.weight_sum
             with placement.autocast():
