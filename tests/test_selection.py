@@ -26,21 +26,18 @@ SLOTS, DIGITS = ("mse", 4, "slots"), ("digits", 1, "attention")
 
 
 @pytest.mark.parametrize(
-    ("kind", "rows", "validated", "budgeted", "models"),
+    ("kind", "rows", "validated", "models"),
     [
-        ("fields", 499, True, False, [("mse", 4, "attention")]),  # few rows: no choice
-        ("fields", 500, True, False, [SLOTS, DIGITS]),
-        ("fields", 5000, True, False, [SLOTS, DIGITS]),
-        ("fields", 1000, True, True, [SLOTS, DIGITS]),  # the slots leave the rest of a budget
-        ("fields", 1000, False, False, [DIGITS]),  # nothing to choose on
-        ("text", 1000, True, False, [DIGITS]),
-        ("backbone", 1000, True, False, [DIGITS]),
+        ("fields", 499, True, [("mse", 4, "attention")]),  # few rows: no choice
+        ("fields", 500, True, [SLOTS, DIGITS]),
+        ("fields", 5000, True, [SLOTS, DIGITS]),
+        ("fields", 1000, False, [DIGITS]),  # nothing to choose on
+        ("text", 1000, True, [DIGITS]),
+        ("backbone", 1000, True, [DIGITS]),
     ],
 )
-def test_auto_candidates_table(
-    kind: str, rows: int, validated: bool, budgeted: bool, models: list
-) -> None:
-    got = auto_candidates(kind, rows, validated, budgeted, max_input_len=256)
+def test_auto_candidates_table(kind: str, rows: int, validated: bool, models: list) -> None:
+    got = auto_candidates(kind, rows, validated, max_input_len=256)
     assert [(c.head, c.members, c.mixer) for c in got] == models
 
 

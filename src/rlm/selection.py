@@ -106,8 +106,7 @@ def candidate_configs(
         return ()
     kind, per_task, length = auto_shape(model, train_ex)
     validated = len(valid_ex or ()) >= MIN_ROWS
-    budgeted = model.train_config.time_budget_s is not None
-    return auto_candidates(kind, per_task, validated, budgeted, length)
+    return auto_candidates(kind, per_task, validated, length)
 
 
 def model_label(cfg: ModelConfig) -> str:

@@ -222,17 +222,15 @@ AUTO_VALUE_HEAD_ROWS = 500
 # 0.966, x264 0.861 -> 0.895, HSQLDB 0.893 -> 0.905, 7z 0.944 -> 0.947, storm 0.945 -> 0.942,
 # each fit still early-stopped within 50 s. Prediction costs 4x the encoder passes of one.
 AUTO_MEMBERS = 4
-# At AUTO_VALUE_HEAD_ROWS rows or more, neither head is the better default: at 1,000 rows and
-# 120 s each (test Spearman, benchmarks/results/accuracy_systems_1000.md and the 4-member runs
-# of the same rows) the digit decoder leads on HSQLDB 0.975 vs 0.965, storm 0.982 vs 0.975,
-# PostgreSQL 0.786 vs 0.766, the MSE ensemble on LLVM 0.985 vs 0.976, exastencils 0.981 vs
-# 0.975 (7z level at 0.996), and valid Spearman tells them apart. Without a time budget, "auto"
-# fits both and keeps the better on the valid rows (choosing costs the second fit). Under a
-# budget, each would get half: at 120 s (60 s each, accuracy_systems_1000_select.md) the choice
-# went to the head that led at full budget on LLVM 0.987, dconvert 0.987 and exastencils 0.977,
-# but the halved fits lost on 7z (0.994) and x264 (0.908): at or above the best tree on 5 of
-# 10 either way, mean test Spearman 0.9564 against 0.9567. So under a budget "auto" gives the
-# whole of it to the digit decoder.
+# At AUTO_VALUE_HEAD_ROWS rows or more, no one model is the better default, and valid Spearman
+# tells them apart, so "auto" fits two and keeps the better on the valid rows. The MSE ensemble
+# read by the slot MLP (mixer="slots", numbers as values) goes first: it stops soonest and leaves
+# the rest of a budget to the digit decoder (rlm.selection.budget_share). At 1,000 rows and
+# 120 s each (test Spearman, accuracy_systems_1000_slots.md) the slots led on x264 0.959 vs
+# 0.924, LLVM 0.994 vs 0.976, exastencils 0.988 vs 0.975, the digit decoder on HSQLDB 0.975 vs
+# 0.946, storm 0.982 vs 0.975. The pair it replaced (the digit decoder and the MSE ensemble
+# through attention, half a budget each) lost to the digit decoder alone under a budget, so
+# "auto" did not choose then; the fast slots make the choice pay under a budget too.
 
 
 def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
@@ -247,13 +245,12 @@ def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> Mo
 
 
 def auto_candidates(
-    kind: str, rows: int, validated: bool, budgeted: bool, max_input_len: int
+    kind: str, rows: int, validated: bool, max_input_len: int
 ) -> tuple[ModelConfig, ...]:
     """The models ``model="auto"`` fits and chooses between on validation rows
     (``rlm.selection``): for field inputs at ``AUTO_VALUE_HEAD_ROWS`` rows per task or more,
-    with ``validated`` (enough valid rows to tell them apart) and no time budget (``budgeted``:
-    see the measurements above ``auto_model``), the digit decoder and the ``AUTO_MEMBERS``-member
-    MSE ensemble; else the one model of ``auto_model``."""
+    with ``validated`` (enough valid rows to tell them apart), ``head_candidates``; else the one
+    model of ``auto_model``."""
     if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated:
         return (auto_model(kind, rows, validated, max_input_len),)
     return head_candidates(max_input_len)
