@@ -2,13 +2,13 @@
 one whose validation Spearman is best.
 
 ``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field inputs
-with enough rows and no time budget (the digit decoder and a 4-member MSE ensemble:
+with enough rows and valid rows (the slot mixer's 4-member MSE ensemble, then the digit decoder:
 ``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
 of its own copy of the unfitted estimator, with its own weight selection and calibration,
 in turn, each under an equal share of the time budget the ones before it left (one that stops
 early gives its rest to the next; without a budget each trains until it stops, so choosing
-costs their sum), then one pass of ``SELECT_SAMPLES`` samples over the valid rows
-scores it. The winner replaces the estimator; what every candidate scored is kept in its
+costs their sum; the training loops share the budget, encoding, calibration and scoring come
+on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The winner replaces the estimator; what every candidate scored is kept in its
 ``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 
 With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>``, resumable on
@@ -149,7 +149,7 @@ def select_model(
         twin = _fit_one(model, cfg, share, train_ex, valid_ex, sub, fit)
         score = _score(twin, valid_ex)
         seconds = (twin.training_summary or {}).get("seconds")
-        spent += seconds or 0.0
+        spent += seconds if seconds is not None else (share or 0.0)  # unknown: all its share
         # -inf (constant predictions) is no JSON number: None
         report.append({"name": name, "valid_spearman": score if math.isfinite(score) else None,
                        "budget_s": share, "seconds": seconds})  # fmt: skip

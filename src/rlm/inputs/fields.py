@@ -83,7 +83,7 @@ class FieldConfig:
     def resolved(self, mixer: str = "attention") -> FieldConfig:
         """``numbers="auto"`` settled for ``ModelConfig.mixer``: ``"value"`` for slots (x264,
         1,000 rows, MSE, 60 s, three seeds: 0.958 / 0.958 / 0.950 test Spearman against 0.943
-        / 0.931 / 0.943 with tokens too), ``"both"`` for attention (benchmarks/ablation.md)."""
+        / 0.931 / 0.943 with tokens too), ``"both"`` for attention (results/ablation.md)."""
         if self.numbers != "auto":
             return self
         return replace(self, numbers="value" if mixer == "slots" else "both")
@@ -246,7 +246,7 @@ class FieldEncoder:
         stats: Mapping[str, KeyStats],
         tokenizer: InputTokenizer,
     ) -> None:
-        self.config = config
+        self.config = config.resolved()  # "auto" unsettled by a mixer reads as attention's
         self.keys = list(keys)
         self.categories = list(categories)
         self.stats = dict(stats)

@@ -111,7 +111,10 @@ def _copy_mlp(dst: MLP, src: MLP, neurons: torch.Tensor) -> None:
 def check_prunable(cfg: ModelConfig) -> None:
     """A ValueError where there is nothing to prune (before any importance pass or data read)."""
     if cfg.mixer == "slots":
-        raise ValueError("mixer='slots' has no attention heads or encoder MLPs to prune")
+        raise ValueError(
+            "mixer='slots' has no attention heads or encoder MLPs to prune (model='auto' may "
+            "choose it from 500 rows: fit with model='compact' to keep attention)"
+        )
 
 
 @torch.no_grad()
