@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rlm import RegressionLM, TrainConfig
+from rlm import RegressionLM, TrainConfig, selection
 from rlm.io import Example
 from rlm.nn.config import auto_candidates, preset
 from rlm.selection import MIN_SHARE_S, budget_share, candidate_configs, candidate_name
@@ -146,3 +146,25 @@ def test_selection_keeps_the_best_on_valid_and_records_every_candidate(
     out = CliRunner().invoke(app, ["info", str(tmp_path / "run")])
     assert out.exit_code == 0, out.output
     assert "model selection on the valid rows" in out.output and "1-mse2" in out.output
+
+
+def test_auto_fits_both_candidates_each_reading_numbers_its_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 500 rows: auto's slots-or-digits pair, each twin settling numbers="auto" for its mixer
+    ex = [Example({"a": i % 7, "b": i / 3}, {"y": float(i % 7 + i / 300)}) for i in range(520)]
+    seen: list[tuple[str, str]] = []
+    score = selection._score
+
+    def spy(twin: RegressionLM, valid_ex: list[Example]) -> float:
+        assert twin.fields is not None
+        seen.append((twin.model_config.mixer, twin.fields.config.numbers))
+        return score(twin, valid_ex)
+
+    monkeypatch.setattr(selection, "_score", spy)
+    m = RegressionLM(train=TrainConfig(max_epochs=1, batch_size=64, progress=False))
+    m.fit(ex[:500], valid=ex[500:])
+    assert seen == [("slots", "value"), ("attention", "both")]
+    assert m.field_config.numbers == "auto"  # the user's option stays as given
+    summary = m.training_summary
+    assert summary is not None and len(summary["selection"]["candidates"]) == 2
