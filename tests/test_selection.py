@@ -22,7 +22,7 @@ VALID = [Example(x, {"y": t}) for x, t in zip(CONFIGS[40:], TARGETS[40:], strict
 CANDIDATES = [preset("tiny"), preset("tiny", head="mse", members=2)]
 
 
-SLOTS, DIGITS = ("mse", 1, "slots"), ("digits", 1, "attention")
+SLOTS, DIGITS = ("mse", 4, "slots"), ("digits", 1, "attention")
 
 
 @pytest.mark.parametrize(

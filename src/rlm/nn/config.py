@@ -231,11 +231,6 @@ AUTO_MEMBERS = 4
 # 0.946, storm 0.982 vs 0.975. The pair it replaced (the digit decoder and the MSE ensemble
 # through attention, half a budget each) lost to the digit decoder alone under a budget, so
 # "auto" did not choose then; the fast slots make the choice pay under a budget too.
-# The slots candidate has one member: at 1,000 rows and its 60 s share (test Spearman, one run
-# each, one member against four) HSQLDB 0.974 vs 0.951, x264 0.956 vs 0.954, LLVM 0.991 vs
-# 0.992, deeparch 0.961 vs 0.962, exastencils 0.987 vs 0.986, with ~1.6x the epochs in the
-# same time (x264: 121 vs 78).
-AUTO_SLOTS_MEMBERS = 1
 
 
 def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
@@ -262,11 +257,11 @@ def auto_candidates(
 
 
 def head_candidates(max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
-    """The pair ``auto_candidates`` chooses between: the slot mixer with an MSE head of
-    ``AUTO_SLOTS_MEMBERS`` members (first: it stops soonest, and leaves the rest of a budget to
-    the next), and the field preset with the digit decoder."""
+    """The pair ``auto_candidates`` chooses between: the ``AUTO_MEMBERS``-member MSE ensemble
+    of the slot mixer (first: it stops soonest, and leaves the rest of a budget to the next),
+    and the field preset with the digit decoder."""
     base = preset(AUTO_PRESET["fields"], max_input_len=max_input_len)
-    return replace(base, head="mse", members=AUTO_SLOTS_MEMBERS, mixer="slots"), base
+    return replace(base, head="mse", members=AUTO_MEMBERS, mixer="slots"), base
 
 
 def target_scale(cfg: ModelConfig, shared: bool) -> Scale:
