@@ -8,7 +8,8 @@ of its own copy of the unfitted estimator, with its own weight selection and cal
 in turn, each under an equal share of the time budget the ones before it left (one that stops
 early gives its rest to the next; without a budget each trains until it stops, so choosing
 costs their sum; the training loops share the budget, encoding, calibration and scoring come
-on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The winner replaces the estimator; what every candidate scored is kept in its
+on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The
+winner replaces the estimator; what every candidate scored is kept in its
 ``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 
 With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>``, resumable on
