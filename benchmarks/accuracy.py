@@ -105,7 +105,7 @@ from rlm.io import Example, read_jsonl, subset
 from rlm.nn.config import BackboneConfig, ModelConfig, TrainConfig, head_candidates, preset
 from rlm.predict.metrics import regression_metrics
 from rlm.predict.summary import Predictions
-from rlm.selection import PRESETS_MAX_LEN, model_label
+from rlm.selection import PRESETS_MAX_LEN, fitted_label
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -365,7 +365,7 @@ def fitted_row(model: RegressionLM, train_s: float) -> dict[str, Any]:
         "epochs": model.training_summary["epochs"],
         "stopped": model.training_summary["stopped"],
         # the head and members of the model fitted (model="auto" may have chosen it on valid)
-        "model": model_label(model.model_config),
+        "model": fitted_label(model),
         "selection": selection,
     }
 

@@ -36,7 +36,10 @@ def test_field_checkpoint_loads_and_predicts_as_saved(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "numbers", "mixer"),
-    [("checkpoint_fields_both", "both", "attention"), ("checkpoint_fields_slots", "value", "slots")],
+    [
+        ("checkpoint_fields_both", "both", "attention"),
+        ("checkpoint_fields_slots", "value", "slots"),
+    ],
 )
 def test_field_checkpoint_keeps_how_it_reads_numbers(name: str, numbers: str, mixer: str) -> None:
     model = RegressionLM.load(DATA / name)

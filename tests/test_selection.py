@@ -112,6 +112,10 @@ def test_selection_keeps_the_best_on_valid_and_records_every_candidate(
     assert first["budget_s"] == 30.0  # half; the second gets what the first left
     assert second["budget_s"] == pytest.approx(max(60.0 - first["seconds"], MIN_SHARE_S))
     assert m.train_config == train  # the user's options, not a candidate's share
+    # the runner-up was tried as a blend, kept only where it scored better (tests/test_blend.py)
+    blend = sel["blend"]
+    assert [t["weight"] for t in blend["tried"]] == [1.0, 0.75, 0.5, 0.25]
+    assert (m.blend is not None) == (blend["weight"] < 1.0) == (blend["member"] is not None)
     assert m.candidates == tuple(CANDIDATES)  # a later fit chooses again
     assert m.predict(CONFIGS[:3], samples=4).shape == (3, 1)
     # every candidate ran in its own directory; the chosen model is the run's
@@ -156,10 +160,10 @@ def test_auto_fits_both_candidates_each_reading_numbers_its_way(
     seen: list[tuple[str, str]] = []
     score = selection._score
 
-    def spy(twin: RegressionLM, valid_ex: list[Example]) -> float:
+    def spy(twin: RegressionLM, valid_ex: list[Example], draws: np.ndarray) -> float:
         assert twin.fields is not None
         seen.append((twin.model_config.mixer, twin.fields.config.numbers))
-        return score(twin, valid_ex)
+        return score(twin, valid_ex, draws)
 
     monkeypatch.setattr(selection, "_score", spy)
     m = RegressionLM(train=TrainConfig(max_epochs=1, batch_size=64, progress=False))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .align import align_numbers, check_alignment
+from .blend import check_single
 from .compress import Compression
 from .inputs.fields import FieldConfig
 from .inputs.padding import Row
@@ -51,7 +52,7 @@ from .numbers import NumberConfig
 from .numbers.scaling import ScaledTargets, TargetScaler, TaskScaling
 from .numbers.targets import EncodedTargets, TargetCodec
 from .persist import finish_run, load_model, run_fingerprint, save_model
-from .predict.calibration import MIN_ROWS, NonFiniteDraws, calibratable
+from .predict.calibration import MIN_ROWS
 from .predict.summary import mean_spearman
 from .predictor import InputKind, Predictor
 from .selection import auto_shape, candidate_configs, model_choice, select_model
@@ -156,7 +157,7 @@ class RegressionLM(Compression, Predictor):
             kind, per_task, length = auto_shape(self, examples, count)
             self.model_config = auto_model(kind, per_task, calibrated, length)
         scale = target_scale(self.model_config, shared=self.task_key is not None)
-        self.task_scaling = None
+        self.task_scaling, self.blend = None, None  # a refit's pipeline is its own
         tasks = self.tasks_of(examples)
         if tasks is not None:
             ys = [e.y for e in examples]
@@ -335,7 +336,9 @@ class RegressionLM(Compression, Predictor):
 
     def _copy(self) -> RegressionLM:
         """A deep copy that predicts at full depth (early exit is a setting of this object,
-        not of the weights: a copy is trained, calibrated and saved without it)."""
+        not of the weights: a copy is trained, calibrated and saved without it), for network
+        surgery: refused for a blend of two networks (``rlm.blend``)."""
+        check_single(self, "fine-tuning, pruning or adding exits")
         twin = copy.deepcopy(self)
         twin.early_exit, twin.exit_log = None, []
         return twin
@@ -416,11 +419,8 @@ class RegressionLM(Compression, Predictor):
         self.training_summary = self.result.summary()
         if align_s is not None:
             self.training_summary["align_s"] = align_s
-        if calibrate and valid_ex and calibratable(valid_ex, codec.names):
-            try:
-                self.calibrate(valid_ex)
-            except NonFiniteDraws as e:  # the trained model is kept, and says why it is raw
-                warnings.warn(f"intervals left uncalibrated: {e}", stacklevel=2)
+        if calibrate and valid_ex:
+            self.calibrate_held_out(valid_ex)
         if run_dir is not None and World.current().main:  # rank 0 of a torchrun launch
             finish_run(self, run_dir)
         return self
@@ -437,6 +437,8 @@ class RegressionLM(Compression, Predictor):
         """Rebuild a saved model on ``device`` (see ``__init__``); never unpickles anything."""
         m = load_model(cls, directory)
         m.placement = Placement.of(device, precision)
+        if m.blend is not None:  # its member runs where the primary does
+            m.blend.member.placement = m.placement  # type: ignore[attr-defined]
         assert m.net is not None
         m.net.to(m.placement.device)
         return m

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .blend import check_single
 from .io import Example
 from .nn.config import TrainConfig
 from .nn.decoding import GrammarTable
@@ -82,6 +83,7 @@ class Compression:
         None: every input runs every layer. Needs a model with exits (``add_exits``). Each
         prediction's exit layers are recorded in ``exit_log`` (cleared here)."""
         if tolerance is not None:
+            check_single(self, "early exit")
             check_tolerance(tolerance)
             check_exits(self._check_fitted()[2].cfg)
             if self.task_key is not None:

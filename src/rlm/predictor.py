@@ -11,9 +11,10 @@ model encodes, samples, calibrates and scores exactly as the model it came from.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -23,17 +24,20 @@ from .inputs.padding import Row
 from .inputs.text import SerializerConfig, serialize
 from .inputs.textnums import TextNumberEncoder
 from .inputs.vocab import InputTokenizer, VocabConfig
-from .io.examples import as_examples, inputs_of
+from .io.examples import Example, as_examples, inputs_of
 from .nn.config import BackboneConfig, ModelConfig, TrainConfig
 from .numbers import NumberConfig
 from .numbers.decoding import DecodeConfig
 from .numbers.scaling import TargetScaler, TaskScaling
 from .numbers.targets import TargetCodec
-from .predict.calibration import fit_calibration
+from .predict.calibration import NonFiniteDraws, calibratable, fit_calibration
 from .predict.draws import MAX_SEQUENCES, Draws, Network, sample_digits, sample_values
 from .predict.metrics import check_level
 from .predict.summary import Predictions, score, score_by_task
 from .predict.tasks import Calibration, calibration_from_dict, fit_task_calibration, task_ids
+
+if TYPE_CHECKING:
+    from .blend import Blend
 
 InputKind = Literal["auto", "text", "fields"]
 
@@ -66,6 +70,7 @@ class Predictor:
         self.codec: TargetCodec | None = None
         self.training_summary: dict[str, Any] | None = None  # saved with the checkpoint
         self.calibration: Calibration | None = None  # see calibrate(); saved too
+        self.blend: Blend | None = None  # a second model mixed into every draw (rlm.blend)
 
     # -- the runtime: what a subclass provides ------------------------------------------------
     def _runtime(self) -> Network:
@@ -127,7 +132,7 @@ class Predictor:
         computed, which is faster when later objectives are auxiliary. ``encoded``: ``X`` as
         ``encode_inputs(X)`` gives it, for a caller that samples the same inputs many times
         (training's validation, every epoch: reading 500 x264 configs took a third of an
-        epoch of the slot mixer).
+        epoch of the slot mixer). A blended model (``blend``) mixes its member's draws in.
         """
         _, codec = self._pipeline()
         if n < 1:
@@ -148,7 +153,17 @@ class Predictor:
             draws = sample_values(self._runtime(), self.scaler, rows, how)
         else:
             draws = sample_digits(self._runtime(), codec, rows, how)
-        return self.to_target_units(draws, X)
+        draws = self.to_target_units(draws, X)
+        if self.blend is None:
+            return draws
+        member = self.blend.member
+        # top_p trims a digit decoder's token distribution; a value head has none to trim
+        member_p = top_p if member.scaler is None else 1.0
+        other = member.sample(
+            X, n, temperature=temperature, top_p=member_p, greedy=greedy, seed=seed,
+            batch_size=batch_size, objectives=objectives,
+        )  # fmt: skip
+        return self.blend.mix(draws, other)
 
     def predict(
         self,
@@ -214,6 +229,18 @@ class Predictor:
             else fit_task_calibration(draws, truth, tasks, str(self.task_key))
         )
         return self
+
+    def calibrate_held_out(self, rows: Sequence[Example]) -> None:
+        """``calibrate`` on rows held out from training (a fit's valid rows) where they have
+        ``MIN_ROWS`` targets of every objective; draws beyond the float range leave the
+        intervals raw, with a warning that says why (the fitted model is kept)."""
+        _, codec = self._pipeline()
+        if not calibratable(rows, codec.names):
+            return
+        try:
+            self.calibrate(rows)
+        except NonFiniteDraws as e:
+            warnings.warn(f"intervals left uncalibrated: {e}", stacklevel=3)
 
     def evaluate(
         self,

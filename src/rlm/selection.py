@@ -9,7 +9,9 @@ in turn, each under an equal share of the time budget the ones before it left (o
 early gives its rest to the next; without a budget each trains until it stops, so choosing
 costs their sum; the training loops share the budget, encoding, calibration and scoring come
 on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The
-winner replaces the estimator; what every candidate scored is kept in its
+winner replaces the estimator, blended with the runner-up where a mix of their valid draws
+scores better than the winner alone (``rlm.blend``; the draws are already there, so trying
+costs seconds); what every candidate and blend weight scored is kept in its
 ``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 
 With a run directory each candidate trains in ``run_dir/candidates/<n>-<head>``, resumable on
@@ -26,11 +28,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .blend import Blend, choose_weight, json_score
 from .checkpoint import atomic_write
 from .inputs.readers import reads_fields
 from .io import Example
@@ -40,7 +44,7 @@ from .nn.distributed import World, broadcast_floats, check_same
 from .nn.resume import has_state
 from .persist import run_fingerprint
 from .predict.calibration import MIN_ROWS
-from .predict.summary import mean_spearman
+from .predict.summary import Predictions, mean_spearman
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -118,6 +122,16 @@ def model_label(cfg: ModelConfig) -> str:
     return f"{cfg.head}{cfg.members if cfg.members > 1 else ''}{mixer}{scale}"
 
 
+def fitted_label(model: RegressionLM) -> str:
+    """A fitted model's ``model_label``, and a blend's member with its share of each draw:
+    ``mse4-slots``, ``mse4-slots+digits(0.25)`` ..."""
+    label = model_label(model.model_config)
+    if model.blend is None:
+        return label
+    member = model_label(model.blend.member.model_config)  # type: ignore[attr-defined]
+    return f"{label}+{member}({1 - model.blend.weight:g})"
+
+
 def candidate_name(i: int, cfg: ModelConfig) -> str:
     """A candidate's label and run subdirectory: ``0-digits``, ``1-mse4`` ..."""
     return f"{i}-{model_label(cfg)}"
@@ -133,7 +147,8 @@ def select_model(
 ) -> RegressionLM:
     """Fit a copy of the unfitted ``model`` per config (``fit``: the keyword arguments of its
     ``_fit``: resume, calibrate, sample_weights) and return the one with the best mean valid
-    Spearman (the first of equals), its summary recording every candidate's score."""
+    Spearman (the first of equals), blended with the runner-up where that scores better still
+    (``rlm.blend``), its summary recording every candidate's score."""
     if not valid_ex:
         raise ValueError(
             f"choosing between {len(configs)} candidate models needs validation rows: pass "
@@ -142,25 +157,53 @@ def select_model(
     budget = model.train_config.time_budget_s
     spent = 0.0
     report: list[dict[str, Any]] = []
-    best, best_score, chosen = None, -math.inf, ""
+    ranked: list[tuple[float, str, RegressionLM, np.ndarray]] = []  # the best two, best first
     for i, cfg in enumerate(configs):
         name = candidate_name(i, cfg)
         sub = None if run_dir is None else run_dir / CANDIDATES_DIR / name
         share = None if budget is None else budget_share(budget, spent, len(configs) - i)
         twin = _fit_one(model, cfg, share, train_ex, valid_ex, sub, fit)
-        score = _score(twin, valid_ex)
+        draws = _valid_draws(twin, valid_ex)
+        score = _score(twin, valid_ex, draws)
         seconds = (twin.training_summary or {}).get("seconds")
         spent += seconds if seconds is not None else (share or 0.0)  # unknown: all its share
-        # -inf (constant predictions) is no JSON number: None
-        report.append({"name": name, "valid_spearman": score if math.isfinite(score) else None,
-                       "budget_s": share, "seconds": seconds})  # fmt: skip
-        if best is None or score > best_score:  # only the best so far stays in memory
-            best, best_score, chosen = twin, score, name
-    assert best is not None and best.training_summary is not None
+        report.append({"name": name, "valid_spearman": json_score(score), "budget_s": share,
+                       "seconds": seconds})  # fmt: skip
+        ranked.append((score, name, twin, draws))  # stable: the first of equals stays first
+        ranked = sorted(ranked, key=lambda r: -r[0])[:2]  # only two stay in memory
+    (_, chosen, best, draws), runner_up = ranked[0], ranked[1:]
+    assert best.training_summary is not None
     best.train_config = model.train_config  # the user's options, not the candidate's share
-    best.training_summary["selection"] = {"chosen": chosen, "budget_s": budget,
-                                          "candidates": report}  # fmt: skip
+    selection = {"chosen": chosen, "budget_s": budget, "candidates": report}
+    if runner_up:
+        selection["blend"] = _blend(best, runner_up[0], draws, valid_ex, fit["calibrate"])
+    best.training_summary["selection"] = selection
     return best
+
+
+def _blend(
+    best: RegressionLM,
+    runner_up: tuple[float, str, RegressionLM, np.ndarray],
+    draws: np.ndarray,
+    valid_ex: Sequence[Example],
+    calibrate: bool,
+) -> dict[str, Any]:
+    """Mix the runner-up into ``best`` at the weight that scores best on the valid draws (rank
+    0's choice, on every rank), recalibrated on the blended draws; what each weight scored."""
+    _, name, member, member_draws = runner_up
+    world = World.current()
+    weight, tried = 1.0, []
+    if world.main:
+        weight, tried = choose_weight(draws, member_draws, partial(_spearman, best, valid_ex))
+    if world.active:
+        (weight,) = broadcast_floats([weight], best.placement.device)
+    if weight < 1.0:
+        member.train_config = best.train_config
+        best.blend = Blend(member, weight)
+        best.calibration = None  # the primary's own: the blend's draws are wider or narrower
+        if calibrate:
+            best.calibrate_held_out(valid_ex)
+    return {"member": name if weight < 1.0 else None, "weight": weight, "tried": tried}
 
 
 def budget_share(budget: float, spent: float, left: int) -> float:
@@ -170,16 +213,27 @@ def budget_share(budget: float, spent: float, left: int) -> float:
     return max((budget - spent) / left, MIN_SHARE_S)
 
 
-def _score(twin: RegressionLM, valid_ex: Sequence[Example]) -> float:
-    """Mean valid Spearman of a fitted candidate: rank 0's, on every rank."""
+def _valid_draws(twin: RegressionLM, valid_ex: Sequence[Example]) -> np.ndarray:
+    """A fitted candidate's ``SELECT_SAMPLES`` draws per valid row (rank 0's; the other ranks
+    score nothing and hold an empty array)."""
+    if not World.current().main:
+        return np.empty((0, SELECT_SAMPLES, len(twin.targets or ())))
+    return twin.sample(list(valid_ex), SELECT_SAMPLES, seed=0)
+
+
+def _score(twin: RegressionLM, valid_ex: Sequence[Example], draws: np.ndarray) -> float:
+    """``_spearman``: rank 0's, on every rank."""
     world = World.current()
-    score = -math.inf
-    if world.main:
-        pred = twin.distribution(list(valid_ex), samples=SELECT_SAMPLES, seed=0)
-        score = mean_spearman(valid_ex, twin.targets or (), pred, twin.tasks_of(valid_ex))
+    score = _spearman(twin, valid_ex, draws) if world.main else -math.inf
     if world.active:
         (score,) = broadcast_floats([score], twin.placement.device)
     return score
+
+
+def _spearman(twin: RegressionLM, valid_ex: Sequence[Example], draws: np.ndarray) -> float:
+    """Mean valid Spearman of a candidate's (or a blend's) valid draws (B, S, K)."""
+    pred = Predictions.from_draws(draws, 0.5)  # the medians are scored, not the intervals
+    return mean_spearman(valid_ex, twin.targets or (), pred, twin.tasks_of(valid_ex))
 
 
 def _fit_one(
@@ -193,8 +247,9 @@ def _fit_one(
 ) -> RegressionLM:
     """One candidate: a copy of the unfitted estimator with ``cfg`` fixed, trained, or loaded
     from ``run_dir`` when resuming a selection in which it had finished."""
-    # a refitted estimator's network, backbone and result are not copied: rebuilt by the fit
-    skip = {id(x): None for x in (model.net, model.backbone, model.result) if x is not None}
+    # a refitted estimator's network, backbone, result and blend are not copied: the fit's own
+    fitted = (model.net, model.backbone, model.result, model.blend)
+    skip = {id(x): None for x in fitted if x is not None}
     twin = copy.deepcopy(model, skip)
     twin.model_config, twin.candidates, twin._auto_model = cfg, (), False
     if share is not None:

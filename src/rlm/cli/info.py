@@ -143,8 +143,18 @@ def _selection_table(selection: Mapping[str, Any]) -> Table:
     table = Table(title=title, title_justify="left")
     for col in ("candidate", "valid Spearman", "budget s", "train s", "chosen"):
         table.add_column(col)
+    blend = selection.get("blend") or {}  # rlm.blend: the runner-up mixed in, or not
+    weight = blend.get("weight", 1.0)
+    if blend.get("tried"):  # the share of each draw: the chosen model's, the rest the other's
+        table.caption = "the chosen model's share of each draw, tried on the valid rows: " + (
+            ", ".join(f"{t['weight']:g} -> {fmt(t['valid_spearman'])}" for t in blend["tried"])
+        )
     for c in selection["candidates"]:
         chosen = "yes" if c["name"] == selection["chosen"] else ""
+        if blend.get("member") and chosen:
+            chosen = f"yes, {weight:g} of each draw"
+        elif c["name"] == blend.get("member"):
+            chosen = f"blended, {1 - weight:g}"
         # a selection saved before the shares followed each other: one share for all
         share = c.get("budget_s", selection.get("budget_share_s"))
         table.add_row(c["name"], fmt(c["valid_spearman"]), fmt(share), fmt(c["seconds"]), chosen)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..blend import check_single
 from ..checkpoint import CHECKPOINT_FORMAT, CONFIG, TOKENIZER, atomic_write
 from ..nn.model import RegressionTransformer
 from ..nn.source import Source
@@ -190,6 +191,7 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision={precision!r}: choose 'fp32' or 'int8'")
     tok, _, net = model._check_fitted()
+    check_single(model, "ONNX export")
     if model.backbone is not None:
         raise ValueError(
             "this model reads its inputs through a pretrained backbone (transformers), which "
