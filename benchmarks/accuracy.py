@@ -47,6 +47,9 @@ runs in the same process on the same rows:
     the 4-member MSE ensemble (with a preset: its MSE head, ``MULTI_HEAD``);
   - ``nas201`` (multi-objective): ONE RLM decoding ``cifar10_test_acc`` then the two device
     latencies, each conditioned on the ones before, on the same rows as the single-task fits.
+* ``rlm_multi_blend`` (systems): the better on valid of ``rlm_multi_ft`` and a single-task
+  RLM fitted on the same (tagged) rows, with the other blended in where a mix of their valid
+  draws scores better (``rlm.blend.blend_on_valid``); its time is both fits';
 * ``rlm_multi_ft`` (systems): the shared model fine-tuned on each system's own rows
   (``RegressionLM.finetune``, ``MULTI_FINE_TUNE_EPOCHS`` epochs, its own selection and
   calibration); its training time is the shared fit's plus the fine-tune's. Both follow a
@@ -99,6 +102,7 @@ from baselines import Kind, fit_baselines
 from tuned_baselines import TUNED, check_tuned, fit_tuned
 
 from rlm import RegressionLM
+from rlm.blend import blend_on_valid
 from rlm.inputs.fields import FieldConfig
 from rlm.inputs.vocab import CodeInput, VocabConfig
 from rlm.io import Example, read_jsonl, subset
@@ -139,7 +143,8 @@ SYSTEM_TARGETS = {
 QUICK_TASKS = ("nas201", "systems/BDBC", "systems/LLVM", "pie/memory_kb", "kernelbench")
 METHODS = (
     *("mean", "tfidf_ridge", "gbt", *TUNED),
-    *("rlm", "rlm_digits", "rlm_mse", "rlm_select", "rlm_slots", "rlm_multi", "rlm_multi_ft"),
+    *("rlm", "rlm_digits", "rlm_mse", "rlm_select", "rlm_slots"),
+    *("rlm_multi", "rlm_multi_ft", "rlm_multi_blend"),
     "rlm_backbone",
     *("rlm_strip", "rlm_split", "rlm_backbone_align"),
 )
@@ -182,6 +187,7 @@ MULTI_FINE_TUNE_FRAC = 0.5
 MULTI_FINE_TUNE_LR = 1e-3
 NAS_OBJECTIVES = ("cifar10_test_acc", "latency_ms_gold_6226", "latency_ms_pixel3")
 SHARED = {"systems": "multi-task", "nas201": "multi-objective"}  # families with rlm_multi
+SHARED_METHODS = ("rlm_multi", "rlm_multi_ft", "rlm_multi_blend")  # filled in by fit_multi
 
 
 @dataclass(frozen=True)
@@ -451,13 +457,41 @@ def fit_multi(
         out[task.name] = {
             "rlm_multi": {**metrics, **fitted_row(model, train_s), "shared_train_rows": len(train)}
         }
+        if not {"rlm_multi_ft", "rlm_multi_blend"} & set(s.methods):
+            continue
+        t = time.perf_counter()
+        tuned = model.finetune(rows[0], valid=rows[1], train=tune)
+        tuned_s = train_s + time.perf_counter() - t  # the shared fit, then this system's
         if "rlm_multi_ft" in s.methods:
-            t = time.perf_counter()
-            tuned = model.finetune(rows[0], valid=rows[1], train=tune)
-            tuned_s = train_s + time.perf_counter() - t  # the shared fit, then this system's
             metrics, _ = rlm_metrics(tuned, x, y, s)
             out[task.name]["rlm_multi_ft"] = {**metrics, **fitted_row(tuned, tuned_s)}
+        if "rlm_multi_blend" in s.methods:
+            out[task.name]["rlm_multi_blend"] = blend_shared(task, rows, tuned, tuned_s, s)
     return out
+
+
+def blend_shared(
+    task: Task, rows: list[list[Example]], tuned: RegressionLM, tuned_s: float, s: Settings
+) -> dict[str, Any]:
+    """``rlm_multi_blend``: the fine-tuned shared model and a model of this system alone
+    (``model="auto"``, the single-task budget, on the same tagged rows: its ``system`` key is a
+    constant), the better on valid with the other blended in where that scores better
+    (``rlm.blend.blend_on_valid``). Its time is both fits'."""
+    train, valid, test = rows
+    single = RegressionLM(
+        model=rlm_model(s),
+        fields=FieldConfig(),
+        targets=["y"],
+        train=replace(rlm_train_config(s, s.budget_s), clock_schedule=len(train) >= CLOCK_ROWS),
+    )
+    t = time.perf_counter()
+    single.fit(train, valid=valid)
+    single_s = time.perf_counter() - t
+    chosen, blend = blend_on_valid(tuned, single, valid, samples=s.samples)
+    assert isinstance(chosen, RegressionLM)
+    metrics, _ = rlm_metrics(chosen, [e.x for e in test], ys(test, "y"), s)
+    row = fitted_row(chosen, tuned_s + single_s)
+    return {**metrics, **row, "blend": {**blend, "models": ["multi_ft", "single"]}}
 
 
 def fit_multiobjective(
@@ -726,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for name, code in (("rlm_strip", "strip"), ("rlm_split", "split")):
                 if name in s.methods and task.kind == "code":
                     methods[name], _ = fit_rlm(task, split, s, code=code)
-            for shared in ("rlm_multi", "rlm_multi_ft"):
+            for shared in SHARED_METHODS:
                 if shared in s.methods:
                     methods[shared] = None  # filled in below for the SHARED families
             result["sizes"][key] = {
@@ -734,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "n_valid": len(split.valid),
                 "methods": methods,
             }
-            if task.family in SHARED and {"rlm_multi", "rlm_multi_ft"} & set(s.methods):
+            if task.family in SHARED and set(SHARED_METHODS) & set(s.methods):
                 shared_splits.setdefault(task.family, {}).setdefault(size, {})[task.name] = split
             done = ", ".join(
                 f"{m} {r.get('spearman', float('nan')):.3f} ({r['train_s']:.0f}s)"

@@ -23,6 +23,7 @@ RLMS = (
     "rlm_select",
     "rlm_multi",
     "rlm_multi_ft",
+    "rlm_multi_blend",
     "rlm_backbone",
     "rlm_strip",
     "rlm_split",

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-BASE_METHODS = ("mean", "tfidf_ridge", "gbt", "rlm", "rlm_mse", "rlm_multi", "rlm_multi_ft")
+BASE_METHODS = (
+    *("mean", "tfidf_ridge", "gbt", "rlm", "rlm_mse"),
+    *("rlm_multi", "rlm_multi_ft", "rlm_multi_blend"),
+)
 
 
 def load_bench() -> ModuleType:
@@ -77,6 +80,9 @@ def test_quick_nas201_and_one_system(tmp_path: Path) -> None:
         if name.startswith("systems/"):
             assert methods["rlm_multi"]["shared_train_rows"] == 60
             assert methods["rlm_multi_ft"]["calibrated"] == 1.0  # its own calibration
+            blend = methods["rlm_multi_blend"]["blend"]  # fine-tuned shared + single-task
+            assert blend["models"] == ["multi_ft", "single"] and 0.0 < blend["weight"] <= 1.0
+            assert methods["rlm_multi_blend"]["calibrated"] == 1.0
             assert "spearman" in methods["rlm_mse"]
         else:  # the one multi-objective model, objectives in NAS_OBJECTIVES order
             k = bench.NAS_OBJECTIVES.index(name.split("/")[1])

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rlm import RegressionLM, TrainConfig, selection
-from rlm.blend import MEMBER_DIR, Blend, choose_weight, mix
+from rlm.blend import MEMBER_DIR, Blend, attach, blend_on_valid, choose_weight, mix
 from rlm.io import Example
 from rlm.nn.config import preset
 from rlm.selection import fitted_label
@@ -171,3 +171,23 @@ def test_info_shows_the_blend(blended: tuple[RegressionLM, Path]) -> None:
     assert out.exit_code == 0, out.output
     assert "blended, 0.5" in out.output
     assert "yes, 0.5 of each draw" in out.output
+
+
+def test_blend_on_valid_takes_two_models_fitted_apart() -> None:
+    train = TrainConfig(max_epochs=4, batch_size=8, lr=3e-3, progress=False)
+    a, b = (RegressionLM(model=c, train=train).fit(TRAIN, valid=VALID) for c in CANDIDATES)
+    chosen, info = blend_on_valid(a, b, VALID, samples=8)
+    lead = info["primary"]
+    assert chosen is (a, b)[lead]
+    assert info["scores"][lead] >= info["scores"][1 - lead]  # type: ignore[operator]
+    assert [t["weight"] for t in info["tried"]] == [1.0, 0.75, 0.5, 0.25]
+    assert (chosen.blend is not None) == (info["weight"] < 1.0)
+    assert chosen.calibration is not None  # refitted on what it now draws
+    # a blend is not blended again; models of other targets are not blended at all
+    attach(a, b, 0.5, VALID)
+    with pytest.raises(ValueError, match="one of these is a blend"):
+        blend_on_valid(a, b, VALID)
+    other = RegressionLM(model=CANDIDATES[1], targets=["z"], train=train)
+    other.fit([Example(e.x, {"z": e.y["y"]}) for e in TRAIN])
+    with pytest.raises(ValueError, match="the member"):
+        attach(b, other, 0.5, VALID)

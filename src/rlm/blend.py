@@ -27,9 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .io.examples import Example
+from .predict.summary import Predictions, mean_spearman
 
 if TYPE_CHECKING:
     from .predictor import Predictor
@@ -90,6 +94,62 @@ def choose_weight(
 def json_score(x: float) -> float | None:
     """A score as JSON takes it: -inf (constant predictions) is no JSON number."""
     return x if math.isfinite(x) else None
+
+
+def attach(
+    primary: Predictor,
+    member: Predictor,
+    weight: float,
+    valid: Sequence[Example],
+    calibrate: bool = True,
+) -> None:
+    """Blend ``member`` into ``primary`` at ``weight`` (1.0: none), in place; the primary's
+    calibration is refitted on the blended draws of ``valid`` (``calibrate``), or dropped:
+    the blend's draws are wider or narrower than the primary's alone."""
+    same_targets(primary.targets, member.targets)
+    if weight >= 1.0:
+        return
+    primary.blend = Blend(member, weight)
+    primary.calibration = None
+    if calibrate:
+        primary.calibrate_held_out(valid)
+
+
+def blend_on_valid(
+    first: Predictor,
+    second: Predictor,
+    valid: Sequence[Example],
+    *,
+    samples: int = 64,
+    calibrate: bool = True,
+) -> tuple[Predictor, dict[str, Any]]:
+    """Of two fitted models of the same targets (neither blended), the better on ``valid``
+    (mean Spearman of ``samples`` draws' medians, over tasks where the models have a
+    ``task_key``), with the other blended in where a mix of their draws scores better still:
+    (that model, changed in place, and what each model and weight scored). For models fitted
+    apart, e.g. a shared model fine-tuned on one task and a model of that task alone."""
+    if first.blend is not None or second.blend is not None:
+        raise ValueError("blend_on_valid blends two single models: one of these is a blend")
+    same_targets(first.targets, second.targets)
+    rows = list(valid)
+    draws = [m.sample(rows, samples, seed=0) for m in (first, second)]
+    tasks = first.tasks_of(rows)
+    score = partial(draws_spearman, rows, first.targets or (), tasks)
+    scores = [score(d) for d in draws]
+    lead = 1 if scores[1] > scores[0] else 0  # the first of equals leads
+    primary, member = (first, second) if lead == 0 else (second, first)
+    weight, tried = choose_weight(draws[lead], draws[1 - lead], score)
+    attach(primary, member, weight, rows, calibrate)
+    return primary, {"scores": [json_score(x) for x in scores], "primary": lead,
+                     "weight": weight, "tried": tried}  # fmt: skip
+
+
+def draws_spearman(
+    rows: Sequence[Example], names: Sequence[str], tasks: Sequence[str] | None, draws: np.ndarray
+) -> float:
+    """Mean Spearman (over objectives, and tasks when given) of draws' (B, S, K) medians."""
+    pred = Predictions.from_draws(draws, 0.5)  # the medians are scored, not the intervals
+    return mean_spearman(rows, names, pred, tasks)
 
 
 def check_single(model: Predictor, what: str) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .blend import Blend, choose_weight, json_score
+from .blend import attach, choose_weight, draws_spearman, json_score
 from .checkpoint import atomic_write
 from .inputs.readers import reads_fields
 from .io import Example
@@ -44,7 +44,6 @@ from .nn.distributed import World, broadcast_floats, check_same
 from .nn.resume import has_state
 from .persist import run_fingerprint
 from .predict.calibration import MIN_ROWS
-from .predict.summary import Predictions, mean_spearman
 
 if TYPE_CHECKING:
     from .api import RegressionLM
@@ -194,15 +193,12 @@ def _blend(
     world = World.current()
     weight, tried = 1.0, []
     if world.main:
-        weight, tried = choose_weight(draws, member_draws, partial(_spearman, best, valid_ex))
+        score = partial(draws_spearman, valid_ex, best.targets or (), best.tasks_of(valid_ex))
+        weight, tried = choose_weight(draws, member_draws, score)
     if world.active:
         (weight,) = broadcast_floats([weight], best.placement.device)
-    if weight < 1.0:
-        member.train_config = best.train_config
-        best.blend = Blend(member, weight)
-        best.calibration = None  # the primary's own: the blend's draws are wider or narrower
-        if calibrate:
-            best.calibrate_held_out(valid_ex)
+    member.train_config = best.train_config  # the user's options, not the candidate's share
+    attach(best, member, weight, valid_ex, calibrate)
     return {"member": name if weight < 1.0 else None, "weight": weight, "tried": tried}
 
 
@@ -222,18 +218,14 @@ def _valid_draws(twin: RegressionLM, valid_ex: Sequence[Example]) -> np.ndarray:
 
 
 def _score(twin: RegressionLM, valid_ex: Sequence[Example], draws: np.ndarray) -> float:
-    """``_spearman``: rank 0's, on every rank."""
+    """Mean valid Spearman of a candidate's valid draws: rank 0's, on every rank."""
     world = World.current()
-    score = _spearman(twin, valid_ex, draws) if world.main else -math.inf
+    score = -math.inf
+    if world.main:
+        score = draws_spearman(valid_ex, twin.targets or (), twin.tasks_of(valid_ex), draws)
     if world.active:
         (score,) = broadcast_floats([score], twin.placement.device)
     return score
-
-
-def _spearman(twin: RegressionLM, valid_ex: Sequence[Example], draws: np.ndarray) -> float:
-    """Mean valid Spearman of a candidate's (or a blend's) valid draws (B, S, K)."""
-    pred = Predictions.from_draws(draws, 0.5)  # the medians are scored, not the intervals
-    return mean_spearman(valid_ex, twin.targets or (), pred, twin.tasks_of(valid_ex))
 
 
 def _fit_one(
