@@ -15,7 +15,8 @@ runs in the same process on the same rows:
 * ``rlm``: one RLM per task (``model="auto"``: ``compact`` for configurations, read as fields,
   with an MSE head under 500 training rows and, from 500 rows with valid rows, the better on
   valid Spearman of the slot MLP and the digit decoder, each fitted with the budget left over
-  the candidates left (``rlm.nn.config.auto_candidates``, ``rlm.selection``); ``small`` for
+  the candidates left (``rlm.nn.config.auto_candidates``, ``rlm.selection``), the runner-up
+  blended in where a mix of their valid draws scores better (``rlm.blend``); ``small`` for
   text; ``tiny`` in ``--quick``), early stopping and weight selection on valid Spearman,
   capped by a wall-clock budget per fit. Results committed before 2026-11-25 ran the digit
   decoder at every size (``rlm_digits`` reproduces them), before 2026-12-01 attention with

@@ -191,3 +191,29 @@ def test_blend_on_valid_takes_two_models_fitted_apart() -> None:
     other.fit([Example(e.x, {"z": e.y["y"]}) for e in TRAIN])
     with pytest.raises(ValueError, match="the member"):
         attach(b, other, 0.5, VALID)
+
+
+def test_the_server_draws_a_blend_as_sample_does(blended: tuple[RegressionLM, Path]) -> None:
+    import asyncio
+    import copy
+
+    from rlm.serve.batching import Job, sample_jobs
+
+    m, _ = blended
+    assert m.blend is not None
+    alone = copy.copy(m)  # shares the network
+    alone.blend = None
+    digits, mse = (alone, m.blend.member) if m.scaler is None else (m.blend.member, alone)
+    digits_first = copy.copy(digits)  # the server batches a digit decoder's jobs: mixed there
+    digits_first.blend = Blend(mse, 0.5)
+    loop = asyncio.new_event_loop()
+    try:
+        for model in (m, digits_first):
+            jobs = [Job(CONFIGS[:3], 5, 1, loop.create_future()),
+                    Job(CONFIGS[3:4], 5, 2, loop.create_future())]  # fmt: skip
+            got = sample_jobs(model, jobs)  # type: ignore[arg-type]
+            for job, draws in zip(jobs, got, strict=True):
+                want = model.sample(job.inputs, job.samples, seed=job.seed)  # type: ignore[attr-defined]
+                np.testing.assert_allclose(draws, want)
+    finally:
+        loop.close()

@@ -133,7 +133,7 @@ def blend_on_valid(
     same_targets(first.targets, second.targets)
     rows = list(valid)
     draws = [m.sample(rows, samples, seed=0) for m in (first, second)]
-    tasks = first.tasks_of(rows)
+    tasks = first.tasks_of(rows) or second.tasks_of(rows)  # per task where one has a task_key
     score = partial(draws_spearman, rows, first.targets or (), tasks)
     scores = [score(d) for d in draws]
     lead = 1 if scores[1] > scores[0] else 0  # the first of equals leads

@@ -153,15 +153,20 @@ class Predictor:
             draws = sample_values(self._runtime(), self.scaler, rows, how)
         else:
             draws = sample_digits(self._runtime(), codec, rows, how)
-        draws = self.to_target_units(draws, X)
+        return self.blended(self.to_target_units(draws, X), X, how)
+
+    def blended(self, draws: np.ndarray, X: Sequence[Any], how: Draws) -> np.ndarray:
+        """This model's network's draws (B, n, K) for ``X``, in target units, with the blend's
+        member (``rlm.blend``) drawn ``how`` and mixed in; as they are without a blend. Every
+        path that samples a model (``sample``, the server's batches) ends here."""
         if self.blend is None:
             return draws
-        member = self.blend.member
+        member, cfg = self.blend.member, how.cfg
         # top_p trims a digit decoder's token distribution; a value head has none to trim
-        member_p = top_p if member.scaler is None else 1.0
+        member_p = cfg.top_p if member.scaler is None else 1.0
         other = member.sample(
-            X, n, temperature=temperature, top_p=member_p, greedy=greedy, seed=seed,
-            batch_size=batch_size, objectives=objectives,
+            X, how.n, temperature=cfg.temperature, top_p=member_p, greedy=cfg.greedy,
+            seed=how.seed, batch_size=how.batch_size, objectives=how.k,
         )  # fmt: skip
         return self.blend.mix(draws, other)
 

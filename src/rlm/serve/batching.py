@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..numbers.decoding import DecodeConfig, uniforms
-from ..predict.draws import batches
+from ..predict.draws import Draws, batches
 
 if TYPE_CHECKING:
     from ..predictor import Predictor
@@ -230,6 +230,8 @@ def sample_jobs(model: Predictor, jobs: Sequence[Job]) -> list[np.ndarray]:
         at = 0
         for i in members:
             n = len(jobs[i].inputs)
-            results[i] = model.to_target_units(draws[at : at + n], jobs[i].inputs)
+            units = model.to_target_units(draws[at : at + n], jobs[i].inputs)
+            how = Draws(n=s, k=len(codec.names), cfg=DecodeConfig(), seed=jobs[i].seed)
+            results[i] = model.blended(units, jobs[i].inputs, how)  # a blend's member mixed in
             at += n
     return [r for r in results if r is not None]
