@@ -255,9 +255,10 @@ class RegressionTransformer(nn.Module):
     def copies_per_position(self) -> int:
         """What one input position costs in activations, in encoder positions (what
         ``TrainConfig.max_positions`` bounds): an attention encoder runs once per ensemble
-        member; the slot mixer has no encoder, and its members' copies are one scaled vector
-        each (x264, 1,000 rows, 4 members, batch 32: two micro-batches per step instead of one
-        took twice the time)."""
+        member; the slot mixer has no encoder: its members still build B*M rows, but of one
+        scaled input vector per position and one slot MLP pass each, small beside an encoder
+        pass, so they count once (x264, 1,000 rows, 4 members, batch 32: counted per member,
+        two micro-batches per step instead of one took twice the time)."""
         return 1 if self.cfg.mixer == "slots" else self.cfg.members
 
     @property
