@@ -171,6 +171,10 @@ def test_info_shows_the_blend(blended: tuple[RegressionLM, Path]) -> None:
     assert out.exit_code == 0, out.output
     assert "blended, 0.5" in out.output
     assert "yes, 0.5 of each draw" in out.output
+    assert "blend/, 0.5 of each draw" in out.output  # the checkpoint's summary names it
+    full = CliRunner().invoke(app, ["info", str(run), "--json"])
+    summary = json.loads(full.output)["summary"]
+    assert summary["blend"] == "blend/, 0.5 of each draw" and summary["blend_params"] > 0
 
 
 def test_blend_on_valid_takes_two_models_fitted_apart() -> None:

@@ -56,6 +56,11 @@ def info(
         scales = _target_scales(meta)
         if scales:
             summary["target_scales"] = scales
+        blend = meta.get("blend")  # rlm.blend: a second model mixed into every draw
+        if blend:
+            member = directory / blend["member"] / "model.safetensors"
+            summary["blend"] = f"{blend['member']}/, {1 - blend['weight']:g} of each draw"
+            summary["blend_params"] = safetensors_params(member) if member.is_file() else None
         best = best_valid_loss(history)
         if best is not None:
             summary["best_valid_loss"] = best
