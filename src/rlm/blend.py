@@ -154,7 +154,7 @@ def draws_spearman(
 
 def check_single(model: Predictor, what: str) -> None:
     """Refuse ``what`` (an operation on one network) for a blended model."""
-    if getattr(model, "blend", None) is not None:
+    if model.blend is not None:
         raise ValueError(
             f"{what} changes one network, and this model blends two (model.blend: chosen by "
             "model='auto' on the valid rows). Keep the primary alone first: model.blend = None, "
@@ -163,9 +163,10 @@ def check_single(model: Predictor, what: str) -> None:
 
 
 def same_targets(primary: Sequence[str] | None, member: Sequence[str] | None) -> None:
-    """Both halves of a blend must write the same objectives in the same order."""
+    """Both halves of a blend must write the same objectives in the same order (in memory, and
+    for a saved blend, whose member's digest ``rlm.persist`` checks first)."""
     if tuple(primary or ()) != tuple(member or ()):
         raise ValueError(
-            f"blend: the primary predicts {primary} and the member {member}; the checkpoint's "
-            f"{MEMBER_DIR}/ belongs to another model: re-save the model"
+            f"blend: the primary predicts {primary} and the member {member}; blend two models "
+            "fitted for the same targets, in the same order"
         )
