@@ -377,7 +377,7 @@ def fitted_row(model: RegressionLM, train_s: float) -> dict[str, Any]:
     }
 
 
-def fit_rlm(
+def rlm_estimator(
     task: Task,
     split: Split,
     s: Settings,
@@ -385,12 +385,12 @@ def fit_rlm(
     backbone: BackboneConfig | None = None,
     code: CodeInput = "off",
     align_steps: int = 0,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """One RLM for the task: the default (``model="auto"``), or on field inputs the compact
-    preset with ``head`` ("digits", "mse"), or (``backbone``) read through a frozen encoder,
-    or (``code``) programs read with comments stripped / identifiers split."""
+) -> RegressionLM:
+    """One RLM for the task, unfitted: the default (``model="auto"``), or on field inputs the
+    compact preset with ``head`` ("digits", "mse"), or (``backbone``) read through a frozen
+    encoder, or (``code``) programs read with comments stripped / identifiers split."""
     vocab = VocabConfig(pattern=EDGE_PATTERN) if task.kind == "nas" else VocabConfig(code=code)
-    model = RegressionLM(
+    return RegressionLM(
         backbone=backbone,
         model=rlm_model(s) if head == "auto" else field_model(head),
         fields=FieldConfig(),  # numbers="auto": values for slots, tokens too for attention
@@ -402,6 +402,12 @@ def fit_rlm(
             clock_schedule=len(split.train) >= CLOCK_ROWS,
         ),
     )
+
+
+def fit_rlm(
+    model: RegressionLM, task: Task, split: Split, s: Settings
+) -> tuple[dict[str, Any], np.ndarray]:
+    """``model`` (``rlm_estimator``) fitted on the split, and its test metrics."""
     t = time.perf_counter()
     model.fit(split.train, valid=split.valid)
     train_s = time.perf_counter() - t
@@ -742,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     }
                 )
             if "rlm" in s.methods:
-                methods["rlm"], bands = fit_rlm(task, split, s)
+                methods["rlm"], bands = fit_rlm(rlm_estimator(task, split, s), task, split, s)
                 plot_data[task.name] = (y_test, bands, key)  # the largest size wins (last)
             for name, head in (
                 ("rlm_digits", "digits"),
@@ -751,16 +757,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ("rlm_slots", "slots"),
             ):
                 if name in s.methods and task.kind == "config":
-                    methods[name], _ = fit_rlm(task, split, s, head=head)
+                    model = rlm_estimator(task, split, s, head=head)
+                    methods[name], _ = fit_rlm(model, task, split, s)
             if "rlm_backbone" in s.methods and task.kind == "code":
-                methods["rlm_backbone"], _ = fit_rlm(task, split, s, backbone=BackboneConfig())
+                model = rlm_estimator(task, split, s, backbone=BackboneConfig())
+                methods["rlm_backbone"], _ = fit_rlm(model, task, split, s)
             if "rlm_backbone_align" in s.methods and task.kind == "code":
-                methods["rlm_backbone_align"], _ = fit_rlm(
+                model = rlm_estimator(
                     task, split, s, backbone=BackboneConfig(), align_steps=ALIGN_STEPS
                 )
+                methods["rlm_backbone_align"], _ = fit_rlm(model, task, split, s)
             for name, code in (("rlm_strip", "strip"), ("rlm_split", "split")):
                 if name in s.methods and task.kind == "code":
-                    methods[name], _ = fit_rlm(task, split, s, code=code)
+                    model = rlm_estimator(task, split, s, code=code)
+                    methods[name], _ = fit_rlm(model, task, split, s)
             for shared in SHARED_METHODS:
                 if shared in s.methods:
                     methods[shared] = None  # filled in below for the SHARED families

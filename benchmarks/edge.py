@@ -3,7 +3,7 @@
 Two tasks, as ``accuracy.py`` trains them (its rows, seed, selection and budget): ``nas201``
 CIFAR-10 accuracy from the cell string (text, ``small`` preset, 3.9M parameters, the demo's
 model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` preset), both at
-1,000 training rows with the digit decoder (what ``model="auto"`` picks there). Per task:
+1,000 training rows with the digit decoder. Per task:
 
 * ``model``: trained; run as ``eager fp32`` (``RegressionLM.load`` on PyTorch, its default
   threads), ``onnx fp32`` (``rlm export`` run by onnxruntime + numpy, no torch in the process),
@@ -21,6 +21,11 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
   500 rows), trained for the budget, and its exits copy; run eager and as ONNX int8, the exits
   copy to the end and with early exit at 1%: where a check costs a pooled linear layer, not a
   greedy decode.
+* ``default``: field inputs only (x264): ``model="auto"`` as a user gets it, fitted as
+  ``accuracy.py``'s ``rlm`` method fits it (from 500 rows it chooses between the slot MLP's
+  value ensemble and the digit decoder on the valid rows and may blend the two, ``rlm.blend``);
+  run eager and as ONNX int8 on one thread, the deployable default. For text (nas201) ``auto``
+  is ``model`` itself.
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -70,6 +75,8 @@ VARIANTS = (
     ("onnx int8 1t mse head", "mse", "onnx", "int8", 1),
     ("eager mse exits, run to the end", "mse-exits", "torch", "fp32", None),
     ("eager mse head early exit 1%", "mse-exits", "torch", "fp32", None),
+    ("eager default (auto)", "default", "torch", "fp32", None),
+    ("onnx int8 1t default (auto)", "default", "onnx", "int8", 1),
 )
 # the early-exit tolerance of a variant (rlm.nn.exits), by its name
 EARLY_EXIT = {"eager early exit 1%": 0.01, "eager early exit 5%": 0.05,
@@ -82,6 +89,7 @@ EXPORTS = (
     ("pruned50", "int8"),
     ("pruned50", "fp32"),
     ("mse", "int8"),
+    ("default", "int8"),
 )
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
@@ -203,10 +211,11 @@ def profile(args: argparse.Namespace) -> None:
 
 
 def model_bytes(d: Path) -> int:
-    """What a deployment ships: weights or graphs, tokenizer and config (no training logs)."""
+    """What a deployment ships: weights or graphs, tokenizer and config (no training logs), and
+    a blend's member in its subdirectory."""
     keep = {".safetensors", ".onnx", ".json"}
     skip = {"metrics.jsonl", "cli.json", "train_state.safetensors"}
-    return sum(f.stat().st_size for f in d.iterdir() if f.suffix in keep and f.name not in skip)
+    return sum(f.stat().st_size for f in d.rglob("*") if f.suffix in keep and f.name not in skip)
 
 
 def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple[Path, Path, str]:
@@ -243,6 +252,9 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
     base = fitted("model", share=False)
     fitted("shared", share=True)
     mse = fitted("mse", share=False, head="mse")
+    if task.kind != "nas" and not (d / "default" / "model.safetensors").is_file():
+        # as a user gets it: on these rows "auto" may choose the slots or blend the two
+        acc.rlm_estimator(task, split, s).fit(split.train, valid=split.valid).save(d / "default")
     short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
     exits = tuple(range(1, base.model_config.enc_layers))  # every layer below the last
     for name, source in (("exits", base), ("mse-exits", mse)):

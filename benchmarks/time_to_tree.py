@@ -36,6 +36,7 @@ from accuracy import (
     fit_rlm,
     load_split,
     read_task,
+    rlm_estimator,
     ys,
 )
 from baselines import fit_baselines
@@ -74,7 +75,8 @@ def run(system: str, size: int, budgets: list[float], seed: int) -> dict[str, An
     best = max(trees, key=lambda n: trees[n]["spearman"])
     rlm: list[dict[str, Any]] = []
     for budget in budgets:
-        metrics, _ = fit_rlm(task, split, replace(s, budget_s=budget))
+        at = replace(s, budget_s=budget)
+        metrics, _ = fit_rlm(rlm_estimator(task, split, at), task, split, at)
         rlm.append({"budget_s": budget, **metrics})
         print(f"budget {budget:>5.0f} s: Spearman {metrics['spearman']:.4f}", flush=True)
     reached = [r["budget_s"] for r in rlm if r["spearman"] >= trees[best]["spearman"]]

@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
 
 from rlm import RegressionLM
+from rlm.blend import MEMBER_DIR, attach
 from rlm.deploy import OnnxRegressor, export_onnx
 from rlm.inputs.fields import FieldConfig
 from rlm.inputs.vocab import VocabConfig
@@ -101,8 +102,40 @@ print(json.dumps({"predict": m.predict(xs, samples=4, seed=1).tolist(),
 """
 
 
+def _blended() -> RegressionLM:
+    """The digit decoder with the slot ensemble blended in at 0.5 (``rlm.blend``)."""
+    primary = _fit("fields_digits")
+    attach(primary, _fit("fields_slots"), 0.5, X264[90:])
+    return primary
+
+
+def test_a_blend_deploys_with_its_member(tmp_path: Path) -> None:
+    model = _blended()
+    out = export_onnx(model, tmp_path / "onnx", precision="int8")
+    assert json.loads((out / MEMBER_DIR / "config.json").read_text())["runtime"]["precision"] == (
+        "int8"
+    )
+    onnx = OnnxRegressor.load(out)
+    assert onnx.blend is not None and onnx.blend.weight == 0.5
+    assert isinstance(onnx.blend.member, OnnxRegressor)
+    assert onnx.calibration.to_dict() == model.calibration.to_dict()  # type: ignore[union-attr]
+    fp32 = OnnxRegressor.load(export_onnx(model, tmp_path / "fp32"))
+    xs = [e.x for e in X264[90:110]]
+    torch_draws, onnx_draws = model.sample(xs, 8, seed=5), fp32.sample(xs, 8, seed=5)
+    assert float(np.mean(np.isclose(onnx_draws, torch_draws, rtol=1e-4))) > 0.99
+    # a member from elsewhere is named; the primary alone, exported over it, leaves none behind
+    cfg = json.loads((out / MEMBER_DIR / "config.json").read_text())
+    cfg["training"] = {"seconds": 1.0}
+    (out / MEMBER_DIR / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="is not the model"):
+        OnnxRegressor.load(out)
+    model.blend = None
+    export_onnx(model, out)
+    assert not (out / MEMBER_DIR).exists() and OnnxRegressor.load(out).blend is None
+
+
 def test_a_deployment_runs_with_torch_blocked_from_import(tmp_path: Path) -> None:
-    model = _fit("fields_digits")
+    model = _blended()  # both graph kinds, and a blend's member read by the runtime
     out = export_onnx(model, tmp_path / "onnx")
     xs = [e.x for e in X264[90:95]]
     run = subprocess.run(

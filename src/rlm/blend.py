@@ -18,20 +18,26 @@ on the valid rows like any model's. Mixing in target units, not logs: on the ten
 two gave the same test Spearman to 0.001, and a weighted mean never meets a log of a negative.
 
 Saved as the primary's checkpoint with the member's in ``MEMBER_DIR`` beside it
-(``rlm.persist``); network surgery (pruning, exits, fine-tuning, ONNX export) is refused
-(``check_single``), since it would change one half of the blend.
+(``rlm.persist``), and exported the same way: the primary's ONNX deployment with the member's
+inside it (``rlm.deploy``), so ``write_member`` and ``read_member`` serve both formats. Network
+surgery (pruning, exits, fine-tuning) is refused (``check_single``), since it would change one
+half of the blend.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .checkpoint import CONFIG
 from .io.examples import Example
 from .predict.summary import Predictions, mean_spearman
 
@@ -170,3 +176,45 @@ def same_targets(primary: Sequence[str] | None, member: Sequence[str] | None) ->
             f"blend: the primary predicts {primary} and the member {member}; blend two models "
             "fitted for the same targets, in the same order"
         )
+
+
+def write_member(blend: Blend | None, d: Path, write: Callable[[Predictor, Path], Any]) -> Any:
+    """A blend's member written by ``write`` (a checkpoint's save, a deployment's export) into
+    ``d/MEMBER_DIR``, before the primary's ``config.json``, whose record this returns (None
+    without a blend): the member's config digest, so a member from elsewhere is refused."""
+    if blend is None:
+        return None
+    write(blend.member, d / MEMBER_DIR)
+    digest = hashlib.sha256((d / MEMBER_DIR / CONFIG).read_bytes()).hexdigest()
+    return {**blend.to_dict(), "config_sha256": digest}
+
+
+def remove_stale_member(blend: Blend | None, d: Path) -> None:
+    """After the primary's ``config.json`` is written without a blend, a member a blend left in
+    ``d`` before is removed (only then: a kill in between leaves a loadable directory)."""
+    if blend is None and (d / MEMBER_DIR / CONFIG).is_file():
+        shutil.rmtree(d / MEMBER_DIR)
+
+
+def read_member(
+    d: Path, meta: dict[str, Any], targets: Sequence[str] | None, load: Callable[[Path], Predictor]
+) -> Blend | None:
+    """The blend recorded in ``d``'s ``config.json`` (``meta``; ``write_member``), its member
+    loaded by ``load`` after its digest is checked; None when the model is not blended."""
+    saved = meta.get("blend")
+    if saved is None:
+        return None
+    where = d / saved["member"]
+    if not (where / CONFIG).is_file():
+        raise ValueError(
+            f"{d / CONFIG} blends a second model saved in {where}, which is missing: copy the "
+            "whole directory, or save (or export) the model again"
+        )
+    if hashlib.sha256((where / CONFIG).read_bytes()).hexdigest() != saved["config_sha256"]:
+        raise ValueError(
+            f"{where} is not the model {d / CONFIG} was written with: copy the whole directory "
+            "again, or save (or export) the model again"
+        )
+    member = load(where)
+    same_targets(targets, member.targets)
+    return Blend(member, float(saved["weight"]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .blend import MEMBER_DIR, Blend, same_targets
+from .blend import read_member, remove_stale_member, write_member
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CONFIG,
@@ -71,47 +70,14 @@ def save_model(
         "model": m.model_config.to_dict(),
         "train": m.train_config.to_dict(),
         **pipeline_meta(m),
-        "blend": _save_member(m, d),
+        # a blend's member first, into d/MEMBER_DIR: config.json names its digest
+        "blend": write_member(m.blend, d, save_model),  # type: ignore[arg-type]
     }
     data[CONFIG] = json.dumps(meta, indent=2).encode("utf-8")
     # all three staged, then renamed together: a kill mid-save leaves the previous checkpoint
     atomic_write_all([(d / name, b) for name, b in data.items()])
-    if m.blend is None and (d / MEMBER_DIR / CONFIG).is_file():  # a blend saved here before
-        shutil.rmtree(d / MEMBER_DIR)
+    remove_stale_member(m.blend, d)  # a blend saved here before
     return d
-
-
-def _save_member(m: RegressionLM, d: Path) -> dict[str, Any] | None:
-    """A blend's member (``rlm.blend``) saved as its own checkpoint in ``d/MEMBER_DIR``, before
-    the primary's files, which name its config's digest: a member from elsewhere is refused."""
-    if m.blend is None:
-        return None
-    member = m.blend.member
-    assert isinstance(member, type(m))  # a RegressionLM: fitted by the same selection
-    save_model(member, d / MEMBER_DIR)
-    digest = hashlib.sha256((d / MEMBER_DIR / CONFIG).read_bytes()).hexdigest()
-    return {**m.blend.to_dict(), "config_sha256": digest}
-
-
-def _load_member(cls: type[RegressionLM], m: RegressionLM, d: Path, meta: dict[str, Any]) -> None:
-    """The blend saved with ``m`` (``_save_member``), if any, checked against its digest."""
-    saved = meta.get("blend")
-    if saved is None:
-        return
-    where = d / saved["member"]
-    if not (where / CONFIG).is_file():
-        raise ValueError(
-            f"{d / CONFIG} blends a second model saved in {where}, which is missing: copy the "
-            "whole model directory, or re-save the model"
-        )
-    if hashlib.sha256((where / CONFIG).read_bytes()).hexdigest() != saved["config_sha256"]:
-        raise ValueError(
-            f"{where} is not the model {d / CONFIG} was saved with: copy the whole model "
-            "directory again, or re-save the model"
-        )
-    member = load_model(cls, where)
-    same_targets(m.targets, member.targets)
-    m.blend = Blend(member, float(saved["weight"]))
 
 
 def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
@@ -129,7 +95,7 @@ def load_model(cls: type[RegressionLM], directory: str | Path) -> RegressionLM:
     m.net = m._network()
     m.net.load_state_dict(_weights(d, m.net.state_dict()))
     m.net.eval()
-    _load_member(cls, m, d, meta)
+    m.blend = read_member(d, meta, m.targets, lambda where: load_model(cls, where))
     return m
 
 

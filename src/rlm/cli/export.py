@@ -43,5 +43,5 @@ def export(directory: CheckpointDir, out: Out, int8: Int8 = False) -> None:
         export_onnx(model, out, precision="int8" if int8 else "fp32")  # type: ignore[arg-type]
         if (directory / LAYOUT_FILE).is_file():  # how `rlm train` read rows: predict reuses it
             shutil.copyfile(directory / LAYOUT_FILE, out / LAYOUT_FILE)
-        size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())  # a blend's too
         err.print(f"wrote {out} ({size / 1e6:.1f} MB, {'int8' if int8 else 'fp32'})")

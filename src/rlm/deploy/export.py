@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..blend import check_single
+from ..blend import remove_stale_member, write_member
 from ..checkpoint import CHECKPOINT_FORMAT, CONFIG, TOKENIZER, atomic_write
 from ..nn.model import RegressionTransformer
 from ..nn.source import Source
@@ -185,13 +186,16 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
     ``precision="int8"`` stores every matrix and embedding as int8 with per-row scales
     (onnxruntime's dynamic quantization, ``rlm.deploy.quantize``): a ~4x smaller file, int8
     matrix products at run time. Load it with ``rlm.deploy.OnnxRegressor.load(out)``.
+
+    A blended model (``rlm.blend``: ``model="auto"`` keeps one where it scores better) is
+    exported as its primary with the member's own deployment inside ``out/blend``, as a saved
+    checkpoint holds it; the runtime mixes their draws as ``RegressionLM`` does.
     """
     from .quantize import quantize_graph
 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision={precision!r}: choose 'fp32' or 'int8'")
     tok, _, net = model._check_fitted()
-    check_single(model, "ONNX export")
     if model.backbone is not None:
         raise ValueError(
             "this model reads its inputs through a pretrained backbone (transformers), which "
@@ -225,8 +229,11 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
         "train": model.train_config.to_dict(),
         RUNTIME: _runtime_meta(net, precision, list(inputs)),
         **pipeline_meta(model),
+        # the member's own deployment first, in d/blend: config.json names its digest
+        "blend": write_member(model.blend, d, partial(export_onnx, precision=precision)),
     }
     atomic_write(d / CONFIG, json.dumps(meta, indent=2).encode("utf-8"))
+    remove_stale_member(model.blend, d)  # a blend exported here before
     return d
 
 

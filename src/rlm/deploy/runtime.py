@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..blend import read_member
 from ..inputs.padding import Padded, Row, pad_rows
 from ..nn.config import ModelConfig, TrainConfig
 from ..numbers.decoding import DecodeConfig, decode_tokens
@@ -140,6 +142,7 @@ class OnnxRegressor(Predictor):
             m.runtime_info = dict(meta[RUNTIME])
             tok, _ = m._pipeline()
             m.network = OnnxNetwork(d, m.runtime_info, tok.pad_id, threads)
+            m.blend = read_member(d, meta, m.targets, partial(cls.load, threads=threads))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(
                 f"{d / 'config.json'} is damaged ({type(e).__name__}: {e}): export the model again"
