@@ -269,7 +269,8 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
             base.prune(split.train, amount=amount, valid=split.valid, train=short).save(d / name)
     for source, precision in EXPORTS:
         out = d / f"{source}-{precision}"
-        if not (out / "config.json").is_file():
+        # a source this task has none of (``default`` for text) is skipped, as its variants are
+        if (d / source).is_dir() and not (out / "config.json").is_file():
             export_onnx(RegressionLM.load(d / source), out, precision=precision)
     rows = d / "test.jsonl"
     write_jsonl(rows, [{"x": e.x, "y": e.y} for e in split.test])
@@ -296,11 +297,19 @@ def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, A
 
 
 def _params(model_dir: Path, meta: dict[str, Any]) -> int:
-    if "runtime" in meta:
-        return int(meta["runtime"]["params"])
+    """The model's parameters, a blend's member's included (``file_mb`` counts its files)."""
     from rlm.checkpoint import safetensors_params
 
-    return safetensors_params(model_dir / "model.safetensors")
+    own = (
+        int(meta["runtime"]["params"])
+        if "runtime" in meta
+        else safetensors_params(model_dir / "model.safetensors")
+    )
+    blend = meta.get("blend")
+    if blend:
+        member = model_dir / blend["member"]
+        own += _params(member, json.loads((member / "config.json").read_text()))
+    return own
 
 
 COLUMNS = (
