@@ -3,7 +3,9 @@ torch blocked from import, the CLI, the server, and damaged deployments."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from rlm.inputs.vocab import VocabConfig
 from rlm.io import load_demo
 from rlm.nn.config import ModelConfig, TrainConfig, preset
 from rlm.numbers.decoding import DecodeConfig, inverse_cdf, top_p_filter
+from rlm.serve.batching import Job, sample_jobs
 
 QUICK = TrainConfig(max_steps=20, batch_size=32, lr=3e-3, progress=False)
 X264 = load_demo("x264")[:120]
@@ -123,15 +126,60 @@ def test_a_blend_deploys_with_its_member(tmp_path: Path) -> None:
     xs = [e.x for e in X264[90:110]]
     torch_draws, onnx_draws = model.sample(xs, 8, seed=5), fp32.sample(xs, 8, seed=5)
     assert float(np.mean(np.isclose(onnx_draws, torch_draws, rtol=1e-4))) > 0.99
+    # the server's batched sampling mixes the member in as sample does
+    loop = asyncio.new_event_loop()
+    try:
+        jobs = [Job(xs[:3], 5, 1, loop.create_future()), Job(xs[3:4], 5, 2, loop.create_future())]
+        for job, draws in zip(jobs, sample_jobs(fp32, jobs), strict=True):
+            np.testing.assert_allclose(draws, fp32.sample(job.inputs, job.samples, seed=job.seed))
+    finally:
+        loop.close()
+    # a damaged blend entry, or a missing member, is named with the fix
+    meta = json.loads((out / "config.json").read_text())
+    for entry, match in (({**meta["blend"], "member": "../elsewhere"}, "is damaged"),
+                         ({**meta["blend"], "weight": "half"}, "weight 'half' is damaged")):  # fmt: skip
+        (out / "config.json").write_text(json.dumps({**meta, "blend": entry}))
+        with pytest.raises(ValueError, match=match):
+            OnnxRegressor.load(out)
+    (out / "config.json").write_text(json.dumps(meta))
     # a member from elsewhere is named; the primary alone, exported over it, leaves none behind
     cfg = json.loads((out / MEMBER_DIR / "config.json").read_text())
     cfg["training"] = {"seconds": 1.0}
     (out / MEMBER_DIR / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="is not the model"):
         OnnxRegressor.load(out)
+    shutil.rmtree(out / MEMBER_DIR)
+    with pytest.raises(ValueError, match="which is missing"):
+        OnnxRegressor.load(out)
     model.blend = None
     export_onnx(model, out)
     assert not (out / MEMBER_DIR).exists() and OnnxRegressor.load(out).blend is None
+
+
+def test_cli_exports_a_blended_checkpoint(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlm.cli import app
+
+    ckpt, out = _blended().save(tmp_path / "model"), tmp_path / "deployed"
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", str(ckpt), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    x = json.dumps(X264[95].x)
+    answers = []
+    for d in (ckpt, out):
+        r = runner.invoke(app, ["predict", str(d), x, "--samples", "8", "-o", "-"])
+        assert r.exit_code == 0, r.output
+        answers.append(json.loads(r.stdout.splitlines()[0]))
+
+    def numbers(answer: object) -> list[float]:  # every number of an answer, in order
+        if isinstance(answer, dict):
+            return [v for k in sorted(answer) for v in numbers(answer[k])]
+        return [float(answer)] if isinstance(answer, (int, float)) else []
+
+    assert answers[0].keys() == answers[1].keys() and numbers(answers[0])
+    # float rounding of the slot member's graph only
+    np.testing.assert_allclose(numbers(answers[1]), numbers(answers[0]), rtol=1e-4)
 
 
 def test_a_deployment_runs_with_torch_blocked_from_import(tmp_path: Path) -> None:

@@ -287,6 +287,8 @@ def test_cli_pretrain_then_finetune(tmp_path) -> None:
     write_system(tmp_path / "a.jsonl", system_rows(40, A, 0), "perf")
     write_system(tmp_path / "b.jsonl", system_rows(40, B, 1), "time")
     write_system(tmp_path / "n.jsonl", system_rows(24, NEW, 2), "psnr")
+    named_a = [Example({"system": "A", **e.x}, e.y) for e in system_rows(8, NEW, 2)]
+    write_system(tmp_path / "named_a.jsonl", named_a, "psnr")  # rows that name their task
     manifest = {
         "datasets": [
             {"name": "A", "path": "a.jsonl", "target": "perf", "weight": 1},
@@ -318,6 +320,8 @@ def test_cli_pretrain_then_finetune(tmp_path) -> None:
     for bad, match in [
         ([*score, "--task", "N", "-t", "psnr=zzz"], "the model writes ['y'], not ['zzz']"),
         ([*score, "-t", "psnr=y"], "has no 'system'"),
+        (["eval", str(tuned), str(tmp_path / "named_a.jsonl"), "--split", "all", "--task", "N",
+          "-t", "psnr=y"], "names task 'A' under 'system', not 'N'"),
         (["pretrain", str(tmp_path / "a.jsonl"), str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "p3")],
          "two datasets named"),
         (["pretrain", f"A={tmp_path / 'a.jsonl'}", "--weight", "A=x", "--out", str(tmp_path / "p2")],

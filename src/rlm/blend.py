@@ -26,7 +26,6 @@ half of the blend.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import CONFIG
+from .checkpoint import CONFIG, digest, finish_reading
 from .io.examples import Example
 from .predict.summary import Predictions, mean_spearman
 
@@ -185,8 +184,7 @@ def write_member(blend: Blend | None, d: Path, write: Callable[[Predictor, Path]
     if blend is None:
         return None
     write(blend.member, d / MEMBER_DIR)
-    digest = hashlib.sha256((d / MEMBER_DIR / CONFIG).read_bytes()).hexdigest()
-    return {**blend.to_dict(), "config_sha256": digest}
+    return {**blend.to_dict(), "config_sha256": digest(d / MEMBER_DIR / CONFIG)}
 
 
 def remove_stale_member(blend: Blend | None, d: Path) -> None:
@@ -204,17 +202,27 @@ def read_member(
     saved = meta.get("blend")
     if saved is None:
         return None
-    where = d / saved["member"]
+    where = d / MEMBER_DIR
+    if not isinstance(saved, dict) or saved.get("member") != MEMBER_DIR:
+        raise ValueError(
+            f"{d / CONFIG}: its blend entry {saved!r} is damaged (the member is always in "
+            f"{MEMBER_DIR}/): save (or export) the model again"
+        )
+    # an interrupted save of the member is completed first, so that its digest is the one read
+    finish_reading(where)
     if not (where / CONFIG).is_file():
         raise ValueError(
             f"{d / CONFIG} blends a second model saved in {where}, which is missing: copy the "
             "whole directory, or save (or export) the model again"
         )
-    if hashlib.sha256((where / CONFIG).read_bytes()).hexdigest() != saved["config_sha256"]:
+    if digest(where / CONFIG) != saved.get("config_sha256"):
         raise ValueError(
             f"{where} is not the model {d / CONFIG} was written with: copy the whole directory "
             "again, or save (or export) the model again"
         )
     member = load(where)
     same_targets(targets, member.targets)
-    return Blend(member, float(saved["weight"]))
+    weight = saved.get("weight")
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+        raise ValueError(f"{d / CONFIG}: blend weight {weight!r} is damaged: save the model again")
+    return Blend(member, float(weight))

@@ -39,8 +39,8 @@ def mixture(datasets: Mapping[str, Sequence[Example]], key: str | None) -> list[
     (a configuration or a table row), where the task can be named."""
     if key is None:
         raise ValueError(
-            "pretraining names each row's task in its input: build the model with a task key, "
-            "e.g. RegressionLM(task_key='task')"
+            "rows name their task inside the input, under the model's task key, and this model "
+            "has none: build it with one, e.g. RegressionLM(task_key='task')"
         )
     if not datasets:
         raise ValueError("no datasets to pretrain on: pass {task name: rows, ...}")
@@ -51,13 +51,14 @@ def mixture(datasets: Mapping[str, Sequence[Example]], key: str | None) -> list[
         for i, e in enumerate(rows):
             if not isinstance(e.x, Mapping):
                 raise ValueError(
-                    f"dataset {name!r} row {i}: the input is a {type(e.x).__name__}, but "
-                    f"pretraining names each row's task in its input ({key!r}): pass mappings"
+                    f"dataset {name!r} row {i}: the input is a {type(e.x).__name__}, but a "
+                    f"task is named inside the input (under {key!r}): pass mappings"
                 )
             if task_name(e.x.get(key, name)) != name:
                 raise ValueError(
-                    f"dataset {name!r} row {i} names task {e.x[key]!r} under {key!r}: use one "
-                    "name per dataset, or another task_key"
+                    f"dataset {name!r} row {i} names task {e.x[key]!r} under {key!r}, not "
+                    f"{name!r}: every row of a dataset names its own task (or none), so drop "
+                    "the name from the rows, or give these rows under the task they name"
                 )
             out.append(replace(e, x={key: name, **e.x}))
     return out

@@ -196,11 +196,14 @@ def export_onnx(model: RegressionLM, out: str | Path, *, precision: Precision = 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision={precision!r}: choose 'fp32' or 'int8'")
     tok, _, net = model._check_fitted()
-    if model.backbone is not None:
-        raise ValueError(
-            "this model reads its inputs through a pretrained backbone (transformers), which "
-            "the ONNX deployment does not carry: serve it with --runtime torch"
-        )
+    # both halves of a blend are checked before a file is written: a deployment in ``out`` is
+    # not left half replaced by a member that cannot be exported
+    for part in (model, *([model.blend.member] if model.blend is not None else [])):
+        if part.backbone is not None:
+            raise ValueError(
+                "this model reads its inputs through a pretrained backbone (transformers), which "
+                "the ONNX deployment does not carry: serve it with --runtime torch"
+            )
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     net = net.eval()
