@@ -7,7 +7,8 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
 
 * ``model``: trained; run as ``eager fp32`` (``RegressionLM.load`` on PyTorch, its default
   threads), ``onnx fp32`` (``rlm export`` run by onnxruntime + numpy, no torch in the process),
-  ``onnx int8`` (``rlm export --int8``) and ``onnx int8 1t`` (one onnxruntime thread per graph);
+  ``onnx int8`` (``rlm export --int8``), ``onnx int8 1t`` (one onnxruntime thread per graph) and
+  ``onnx int4 1t`` (``rlm export --int4``: 4-bit weight blocks);
 * ``pruned30`` / ``pruned50``: 30% / 50% of every block's heads and MLP neurons removed
   (``RegressionLM.prune``), then a ``--recovery`` fine-tune; run eager and as ONNX int8;
 * ``shared``: the same preset with cross-layer weight sharing, trained from scratch for the
@@ -61,6 +62,7 @@ VARIANTS = (
     ("onnx fp32", "model", "onnx", "fp32", None),
     ("onnx int8", "model", "onnx", "int8", None),
     ("onnx int8 1t", "model", "onnx", "int8", 1),
+    ("onnx int4 1t", "model", "onnx", "int4", 1),
     ("onnx fp32 1t", "model", "onnx", "fp32", 1),
     ("eager pruned 30%", "pruned30", "torch", "fp32", None),
     ("eager pruned 50%", "pruned50", "torch", "fp32", None),
@@ -73,10 +75,12 @@ VARIANTS = (
     ("eager early exit 5%", "exits", "torch", "fp32", None),
     ("eager mse head", "mse", "torch", "fp32", None),
     ("onnx int8 1t mse head", "mse", "onnx", "int8", 1),
+    ("onnx int4 1t mse head", "mse", "onnx", "int4", 1),
     ("eager mse exits, run to the end", "mse-exits", "torch", "fp32", None),
     ("eager mse head early exit 1%", "mse-exits", "torch", "fp32", None),
     ("eager default (auto)", "default", "torch", "fp32", None),
     ("onnx int8 1t default (auto)", "default", "onnx", "int8", 1),
+    ("onnx int4 1t default (auto)", "default", "onnx", "int4", 1),
 )
 # the early-exit tolerance of a variant (rlm.nn.exits), by its name
 EARLY_EXIT = {"eager early exit 1%": 0.01, "eager early exit 5%": 0.05,
@@ -85,11 +89,14 @@ PRUNE = (0.3, 0.5)
 EXPORTS = (
     ("model", "fp32"),
     ("model", "int8"),
+    ("model", "int4"),
     ("pruned30", "int8"),
     ("pruned50", "int8"),
     ("pruned50", "fp32"),
     ("mse", "int8"),
+    ("mse", "int4"),
     ("default", "int8"),
+    ("default", "int4"),
 )
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16

@@ -87,6 +87,31 @@ def test_int8_is_smaller_and_still_decodes_valid_numbers(tmp_path: Path) -> None
     assert q.runtime_info["precision"] == "int8"
     close = np.isclose(q.predict(xs, samples=0), f.predict(xs, samples=0), rtol=0.05)
     assert close.mean() > 0.8
+    int4 = export_onnx(model, tmp_path / "int4", precision="int4")
+    assert graphs(int4) < 0.75 * graphs(int8)  # 4-bit blocks, a scale per 32 weights
+    q4 = OnnxRegressor.load(int4)
+    assert q4.runtime_info["precision"] == "int4"
+    close = np.isclose(q4.predict(xs, samples=0), f.predict(xs, samples=0), rtol=0.05)
+    assert close.mean() > 0.8
+
+
+def test_int4_reads_the_slot_mlp_written_as_gemm(tmp_path: Path) -> None:
+    """torch writes the slot MLP's layers as Gemm, which the 4-bit quantizer skips unless
+    rewritten as MatMul: the file shrinks and the predictions stay close."""
+    import onnx
+
+    model = _fit("fields_slots")
+    fp32 = export_onnx(model, tmp_path / "fp32")
+    assert any(n.op_type == "Gemm" for n in onnx.load(str(fp32 / "values.onnx")).graph.node)
+    int4 = export_onnx(model, tmp_path / "int4", precision="int4")
+    ops = {n.op_type for n in onnx.load(str(int4 / "values.onnx")).graph.node}
+    assert "Gemm" not in ops and "MatMulNBits" in ops
+    assert (int4 / "values.onnx").stat().st_size < 0.25 * (fp32 / "values.onnx").stat().st_size
+    xs = [e.x for e in X264[90:]]
+    got, want = OnnxRegressor.load(int4).predict(xs, samples=0), model.predict(xs, samples=0)
+    np.testing.assert_allclose(got, want, rtol=0.05)
+    with pytest.raises(ValueError, match="choose one of"):
+        export_onnx(model, tmp_path / "x", precision="int2")  # type: ignore[arg-type]
 
 
 BLOCK_TORCH = """
@@ -218,6 +243,10 @@ def test_cli_export_then_predict_eval_and_refusals(tiny_model_dir: Path, tmp_pat
         (["predict", str(tiny_model_dir), cell, "--runtime", "onnx"], "rlm export"),
         (["predict", str(out), cell, "--runtime", "torch"], "ONNX deployment"),
         (["export", str(out), "--out", str(tmp_path / "again")], "ONNX deployment"),
+        (
+            ["export", str(tiny_model_dir), "--out", str(tmp_path / "q"), "--int8", "--int4"],
+            "choose one precision",
+        ),
     ):
         r = runner.invoke(app, args)
         assert r.exit_code == 2 and message in r.output, r.output

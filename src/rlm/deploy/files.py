@@ -15,7 +15,8 @@ from ..checkpoint import CONFIG, GRAPHS, TOKENIZER, read_meta
 
 ENCODER, DECODER, VALUES = GRAPHS
 RUNTIME = "runtime"  # the config.json entry that marks a deployment and describes its graphs
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "int8", "int4"]
+PRECISIONS = ("fp32", "int8", "int4")
 
 
 def read_deployment(d: Path) -> dict[str, Any]:
