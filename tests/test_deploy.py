@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -101,9 +102,12 @@ def test_int4_reads_the_slot_mlp_written_as_gemm(tmp_path: Path) -> None:
     import onnx
 
     model = _fit("fields_slots")
+    root = logging.getLogger()
+    handlers = list(root.handlers)
     fp32 = export_onnx(model, tmp_path / "fp32")
     assert any(n.op_type == "Gemm" for n in onnx.load(str(fp32 / "values.onnx")).graph.node)
     int4 = export_onnx(model, tmp_path / "int4", precision="int4")
+    assert root.handlers == handlers  # the quantizer's import configures no logging of ours
     ops = {n.op_type for n in onnx.load(str(int4 / "values.onnx")).graph.node}
     assert "Gemm" not in ops and "MatMulNBits" in ops
     assert (int4 / "values.onnx").stat().st_size < 0.25 * (fp32 / "values.onnx").stat().st_size

@@ -58,10 +58,26 @@ def _int8(path: Path, out: Path) -> None:
     )
 
 
+def _weight_only_quantizer() -> Any:
+    """onnxruntime's ``MatMulNBitsQuantizer``, imported without its side effect: the module
+    calls ``logging.basicConfig(level=INFO)``, which would print every node it visits and leave
+    a handler on the caller's root logger. Its own logger is kept to errors."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization import matmul_nbits_quantizer as module
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    logging.getLogger(module.__name__).setLevel(logging.ERROR)
+    return module.MatMulNBitsQuantizer
+
+
 def _int4(path: Path, out: Path) -> None:
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    MatMulNBitsQuantizer = _weight_only_quantizer()
     model = onnx.load(str(path))
     gemm_as_matmul(model)
     quantizer = MatMulNBitsQuantizer(
