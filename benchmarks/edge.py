@@ -34,8 +34,10 @@ samples), throughput (inputs/s, batches of 64 inputs x 16 samples), test Spearma
 16 samples on the whole test split (up to 1,000 rows), the share of valid outputs (finite numbers
 the grammar accepts), its peak RSS and the files' size.
 
-Run:  .venv/bin/python benchmarks/edge.py [--budget 120] [--work DIR]
-Writes benchmarks/results/edge.json and edge.md and prints the table.
+Run:  .venv/bin/python benchmarks/edge.py [--budget 120] [--work DIR] [--out FILE.json]
+Writes benchmarks/results/edge.json and edge.md and prints the table. ``--quick`` (the test
+suite's smoke run): every model and variant on 500 training rows, 2 s budgets, 40 test rows and
+5 latency inputs, into edge_quick.{json,md}; its figures mean nothing.
 Profile a deployment:  .venv/bin/python benchmarks/edge.py --profile DIR --rows TEST.jsonl
 """
 
@@ -101,6 +103,8 @@ EXPORTS = (
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
 LATENCY_INPUTS = 100
+QUICK_TEST, QUICK_LATENCY, QUICK_BUDGET = 40, 5, 2.0  # --quick: a smoke run, not a measurement
+QUICK_SKIP = ("onnx int8", "onnx fp32 1t", "onnx fp32 1t pruned 50%", "eager early exit 5%")
 THROUGHPUT_BATCH = 64
 
 
@@ -113,8 +117,9 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
 
 
-def measure(model: Any, rows: list[Any], target: str) -> dict[str, Any]:
-    """Latency, throughput, accuracy and valid outputs of one loaded model."""
+def measure(model: Any, rows: list[Any], target: str, latency_inputs: int) -> dict[str, Any]:
+    """Latency (over ``latency_inputs`` inputs), throughput, accuracy and valid outputs of one
+    loaded model."""
     from scipy.stats import spearmanr
 
     xs = [e.x for e in rows]
@@ -122,7 +127,7 @@ def measure(model: Any, rows: list[Any], target: str) -> dict[str, Any]:
     for name, samples in (("greedy", 0), ("s16", SAMPLES)):
         model.predict(xs[:2], samples=samples)  # warm-up
         times = []
-        for x in xs[:LATENCY_INPUTS]:
+        for x in xs[:latency_inputs]:
             t = time.perf_counter()
             model.predict([x], samples=samples)
             times.append(time.perf_counter() - t)
@@ -172,7 +177,8 @@ def child(args: argparse.Namespace) -> None:
     model.predict([rows[0].x], samples=SAMPLES)
     load_s = time.perf_counter() - t
     rss_load = peak_rss_mb()
-    result = {"load_s": load_s, "rss_load_mb": rss_load, **measure(model, rows, args.target)}
+    measured = measure(model, rows, args.target, args.latency_inputs)
+    result = {"load_s": load_s, "rss_load_mb": rss_load, **measured}
     result["rss_peak_mb"] = peak_rss_mb()
     result["torch_imported"] = any(m == "torch" or m.startswith("torch.") for m in sys.modules)
     print(json.dumps(result))
@@ -225,7 +231,9 @@ def model_bytes(d: Path) -> int:
     return sum(f.stat().st_size for f in d.rglob("*") if f.suffix in keep and f.name not in skip)
 
 
-def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple[Path, Path, str]:
+def prepare(
+    task_name: str, budget: float, recovery: float, work: Path, quick: bool = False
+) -> tuple[Path, Path, str]:
     """Every checkpoint and deployment the variants run, in ``work/<task>/`` (kept and reused):
     ``model`` (trained), ``pruned30`` / ``pruned50`` (pruned from it, then fine-tuned for
     ``recovery`` seconds), ``shared`` (trained with shared layers), and their ONNX exports.
@@ -239,8 +247,10 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
     from rlm.nn.config import TrainConfig, auto_model
 
     task = next(t for t in acc.all_tasks(acc.DATA) if t.name == task_name)
-    s = acc.settings_for(acc.parse_args(["--budget", str(budget)]))
-    split = acc.load_split(acc.read_task(task), 1000, s)
+    # quick: 500 rows, where "auto" still makes the models it makes at 1,000 (its choice)
+    quick_args = ["--quick", "--max-test", str(QUICK_TEST)] if quick else []
+    s = acc.settings_for(acc.parse_args(["--budget", str(budget), "--preset", "auto", *quick_args]))
+    split = acc.load_split(acc.read_task(task), 500 if quick else 1000, s)
     d = work / task_name.replace("/", "_")
     vocab = VocabConfig(pattern=acc.EDGE_PATTERN) if task.kind == "nas" else VocabConfig()
     train_cfg = acc.rlm_train_config(s, budget, task.kind)
@@ -252,6 +262,8 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
             kind = "text" if task.kind == "nas" else "fields"
             cfg = auto_model(kind, len(split.train), True, 256)
             cfg = replace(cfg, share_layers=share, head=head)
+            if quick:  # the same layers, narrow: a smoke run exercises paths, not the model
+                cfg = replace(cfg, d_model=64, dec_d_model=64, mlp_ratio=2)
             model = RegressionLM(model=cfg, targets=[task.target], vocab=vocab, train=train_cfg)
             model.fit(split.train, valid=split.valid).save(d / name)
         return RegressionLM.load(d / name)
@@ -284,11 +296,13 @@ def prepare(task_name: str, budget: float, recovery: float, work: Path) -> tuple
     return d, rows, task.target
 
 
-def run_variant(d: Path, rows: Path, target: str, variant: tuple) -> dict[str, Any]:
+def run_variant(
+    d: Path, rows: Path, target: str, variant: tuple, latency_inputs: int = LATENCY_INPUTS
+) -> dict[str, Any]:
     name, source, runtime, precision, threads = variant
     model_dir = d / source if runtime == "torch" else d / f"{source}-{precision}"
     cmd = [sys.executable, __file__, "--child", "--runtime", runtime, "--model", str(model_dir)]
-    cmd += ["--rows", str(rows), "--target", target]
+    cmd += ["--rows", str(rows), "--target", target, "--latency-inputs", str(latency_inputs)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     if name in EARLY_EXIT:
@@ -339,7 +353,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Edge deployment",
         "",
         f"One run of `benchmarks/edge.py` on {report['machine']}; each row its own process. "
-        f"Batch-1 latency over {LATENCY_INPUTS} test inputs one at a time; Spearman of the median "
+        f"Batch-1 latency over {report['latency_inputs']} test inputs one at a time; Spearman of the median "
         f"of {SAMPLES} samples on the test split. Speed-ups are against `eager fp32`.",
         "",
     ]
@@ -370,9 +384,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
-    ap.add_argument("--recovery", type=float, default=30.0, help="fine-tune seconds after pruning")
+    ap.add_argument("--budget", type=float, help="training seconds per model (120; quick 2)")
+    ap.add_argument("--recovery", type=float, help="fine-tune seconds after pruning (30; quick 1)")
     ap.add_argument("--work", type=Path, help="keep models here (reused when present)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: tiny budgets and rows")
+    ap.add_argument("--out", type=Path, help="the JSON to write (the Markdown goes beside it)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--runtime", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -380,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--target", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--early-exit", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--latency-inputs", type=int, default=LATENCY_INPUTS, help=argparse.SUPPRESS)
     ap.add_argument(
         "--profile", type=Path, help="an exported deployment: time its parts (needs --rows)"
     )
@@ -392,24 +409,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     work = args.work or Path(tempfile.mkdtemp(prefix="rlm-edge-"))
+    budget = args.budget or (QUICK_BUDGET if args.quick else 120.0)
+    recovery = args.recovery or (QUICK_BUDGET / 2 if args.quick else 30.0)
+    latency = QUICK_LATENCY if args.quick else LATENCY_INPUTS
+    out = args.out or RESULTS / ("edge_quick.json" if args.quick else "edge.json")
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores",
-        "budget_s": args.budget,
+        "quick": args.quick,
+        "budget_s": budget,
+        "latency_inputs": latency,
         "tasks": {},
     }
     for task in TASKS:
-        d, rows, target = prepare(task, args.budget, args.recovery, work)
+        d, rows, target = prepare(task, budget, recovery, work, args.quick)
         # a variant whose model was not made (early exit on a 2-layer encoder) is left out
-        results = [run_variant(d, rows, target, v) for v in VARIANTS if (d / v[1]).is_dir()]
+        variants = [v for v in VARIANTS if (d / v[1]).is_dir()]
+        if args.quick:  # each path once: the same graphs on other thread counts are left out
+            variants = [v for v in variants if v[0] not in QUICK_SKIP]
+        results = [run_variant(d, rows, target, v, latency) for v in variants]
         report["tasks"][task] = results
         for r in results:
             print(
                 task, r["variant"], {k: round(r[k], 3) for k, _, _ in COLUMNS if k in r}, flush=True
             )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "edge.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "edge.md").write_text(markdown(report))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
     return report
 
