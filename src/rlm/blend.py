@@ -208,6 +208,11 @@ def read_member(
             f"{d / CONFIG}: its blend entry {saved!r} is damaged (the member is always in "
             f"{MEMBER_DIR}/): save (or export) the model again"
         )
+    weight = saved.get("weight")  # checked before the member is loaded: the entry is read whole
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+        raise ValueError(
+            f"{d / CONFIG}: blend weight {weight!r} is damaged: save (or export) the model again"
+        )
     # an interrupted save of the member is completed first, so that its digest is the one read
     finish_reading(where)
     if not (where / CONFIG).is_file():
@@ -222,7 +227,4 @@ def read_member(
         )
     member = load(where)
     same_targets(targets, member.targets)
-    weight = saved.get("weight")
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-        raise ValueError(f"{d / CONFIG}: blend weight {weight!r} is damaged: save the model again")
     return Blend(member, float(weight))

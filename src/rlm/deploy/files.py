@@ -9,14 +9,14 @@ named when it is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..checkpoint import CONFIG, GRAPHS, TOKENIZER, read_meta
 
 ENCODER, DECODER, VALUES = GRAPHS
 RUNTIME = "runtime"  # the config.json entry that marks a deployment and describes its graphs
 Precision = Literal["fp32", "int8", "int4"]
-PRECISIONS = ("fp32", "int8", "int4")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def read_deployment(d: Path) -> dict[str, Any]:

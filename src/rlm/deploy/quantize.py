@@ -19,16 +19,19 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..checkpoint import atomic_write
 
+if TYPE_CHECKING:
+    from .files import Precision
+
 INT4_BLOCK = 32  # weights per scale (onnxruntime defaults to 128: coarser, less accurate)
 
 
-def quantize_graph(path: Path, precision: str = "int8") -> str:
+def quantize_graph(path: Path, precision: Precision = "int8") -> str:
     """Replace the fp32 graph at ``path`` by its ``precision`` ("int8", "int4") version;
     returns the new file's sha256."""
     root = logging.getLogger()
