@@ -12,15 +12,17 @@ runs in the same process on the same rows:
 * ``lightgbm``, ``catboost``, ``tabm``: the tuned baselines of ``tuned_baselines.py`` (a
   LightGBM grid, CatBoost with early stopping, TabM within the RLM's budget), same features;
   they need ``pip install -e ".[bench]"``;
-* ``rlm``: one RLM per task (``model="auto"``: ``compact`` for configurations, read as fields,
-  with an MSE head under 500 training rows and, from 500 rows with valid rows, the better on
-  valid Spearman of the slot MLP and the digit decoder, each fitted with the budget left over
-  the candidates left (``rlm.nn.config.auto_candidates``, ``rlm.selection``), the runner-up
-  blended in where a mix of their valid draws scores better (``rlm.blend``); ``small`` for
-  text; ``tiny`` in ``--quick``), early stopping and weight selection on valid Spearman,
-  capped by a wall-clock budget per fit. Results committed before 2026-11-25 ran the digit
-  decoder at every size (``rlm_digits`` reproduces them), before 2026-12-01 attention with
-  the MSE head under 500 rows and the digit decoder from 500;
+* ``rlm``: one RLM per task (``model="auto"``: ``compact``, configurations read as fields, a
+  4-member MSE ensemble under 500 training rows and, from 500 rows with valid rows, the better
+  on valid Spearman of that ensemble (read by the slot MLP for configurations, through
+  attention for text) and the digit decoder, each fitted with the budget left over the
+  candidates left (``rlm.nn.config.auto_candidates``, ``rlm.selection``), the runner-up
+  blended in where a mix of their valid draws scores better (``rlm.blend``); ``tiny`` in
+  ``--quick``), early stopping and weight selection on valid Spearman, capped by a wall-clock
+  budget per fit. Results committed before 2026-11-25 ran the digit decoder at every size
+  (``rlm_digits`` reproduces them), before 2026-12-01 attention with the MSE head under 500
+  rows and the digit decoder from 500; until 2026-12-02 text got the ``small`` preset's
+  digit decoder;
 * ``rlm_digits`` / ``rlm_mse``: the single-task RLM on configurations with the digit decoder /
   an MSE head (``preset("compact", head=...)``), for the digits-vs-regression-head ablation;
 * ``rlm_select`` (configurations): ``model="auto"``'s candidates from 500 rows (the slot MLP
@@ -249,7 +251,7 @@ def all_tasks(data: Path) -> list[Task]:
 @dataclass(frozen=True)
 class Settings:
     quick: bool
-    preset: str  # "auto": compact for field inputs, small for text
+    preset: str  # "auto": model="auto"; else a preset name
     budget_s: float  # wall-clock cap per single-task RLM fit (and per TabM fit)
     multi_budget_s: float  # cap for the shared systems model (default 8x budget_s)
     samples: int
@@ -331,7 +333,7 @@ def field_model(head: str) -> ModelConfig | list[ModelConfig]:
     """The compact preset with ``head``, or (``"select"``) the candidates ``model="auto"``
     chooses between on valid rows from 500 rows, here at any size."""
     if head == "select":
-        return list(head_candidates(PRESETS_MAX_LEN))
+        return list(head_candidates("fields", PRESETS_MAX_LEN))
     if head == "slots":
         return preset("compact", head="mse", mixer="slots", members=SLOTS_MEMBERS)
     return preset("compact", head=head)
@@ -670,7 +672,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--sizes", type=int, nargs="+", help="override every task's train sizes")
     ap.add_argument(
         "--preset",
-        help="RLM preset (default auto: compact for configs, small for text; tiny with --quick)",
+        help="RLM preset (default auto: model='auto'; tiny with --quick)",
     )
     ap.add_argument(
         "--methods",

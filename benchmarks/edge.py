@@ -22,11 +22,11 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
   500 rows), trained for the budget, and its exits copy; run eager and as ONNX int8, the exits
   copy to the end and with early exit at 1%: where a check costs a pooled linear layer, not a
   greedy decode.
-* ``default``: field inputs only (x264): ``model="auto"`` as a user gets it, fitted as
-  ``accuracy.py``'s ``rlm`` method fits it (from 500 rows it chooses between the slot MLP's
-  value ensemble and the digit decoder on the valid rows and may blend the two, ``rlm.blend``);
-  run eager and as ONNX int8 on one thread, the deployable default. For text (nas201) ``auto``
-  is ``model`` itself.
+* ``default``: ``model="auto"`` as a user gets it, fitted as ``accuracy.py``'s ``rlm`` method
+  fits it (the ``compact`` preset; from 500 rows it chooses between a 4-member MSE ensemble,
+  read by the slot MLP for fields and through attention for text, and the digit decoder on the
+  valid rows, and may blend the two, ``rlm.blend``); run eager and as ONNX int8 and int4 on one
+  thread, the deployable default.
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -244,7 +244,7 @@ def prepare(
     from rlm.deploy import export_onnx
     from rlm.inputs.vocab import VocabConfig
     from rlm.io import write_jsonl
-    from rlm.nn.config import TrainConfig, auto_model
+    from rlm.nn.config import TrainConfig, auto_model, preset
 
     task = next(t for t in acc.all_tasks(acc.DATA) if t.name == task_name)
     # quick: 500 rows, where "auto" still makes the models it makes at 1,000 (its choice)
@@ -257,11 +257,11 @@ def prepare(
 
     def fitted(name: str, share: bool, head: str = "digits") -> RegressionLM:
         if not (d / name / "model.safetensors").is_file():
-            # what model="auto" picks for these rows; shared: the same with one block per stack;
-            # mse: with the value head that "auto" picks below 500 rows
-            kind = "text" if task.kind == "nas" else "fields"
-            cfg = auto_model(kind, len(split.train), True, 256)
-            cfg = replace(cfg, share_layers=share, head=head)
+            # the digit decoder: for text the demo's model ("small"), for fields what "auto"
+            # builds when it does not choose; shared: the same with one block per stack; mse:
+            # with one MSE head (below 500 rows "auto" makes an ensemble of them)
+            cfg = preset("small") if task.kind == "nas" else auto_model(len(split.train), True, 256)
+            cfg = replace(cfg, share_layers=share, head=head, members=1)
             if quick:  # the same layers, narrow: a smoke run exercises paths, not the model
                 cfg = replace(cfg, d_model=64, dec_d_model=64, mlp_ratio=2)
             model = RegressionLM(model=cfg, targets=[task.target], vocab=vocab, train=train_cfg)
@@ -271,8 +271,9 @@ def prepare(
     base = fitted("model", share=False)
     fitted("shared", share=True)
     mse = fitted("mse", share=False, head="mse")
-    if task.kind != "nas" and not (d / "default" / "model.safetensors").is_file():
-        # as a user gets it: on these rows "auto" may choose the slots or blend the two
+    if not (d / "default" / "model.safetensors").is_file():
+        # as a user gets it: on these rows "auto" chooses its MSE ensemble or the digit decoder
+        # on the valid rows, and may blend the two
         acc.rlm_estimator(task, split, s).fit(split.train, valid=split.valid).save(d / "default")
     short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
     exits = tuple(range(1, base.model_config.enc_layers))  # every layer below the last
@@ -288,7 +289,6 @@ def prepare(
             base.prune(split.train, amount=amount, valid=split.valid, train=short).save(d / name)
     for source, precision in EXPORTS:
         out = d / f"{source}-{precision}"
-        # a source this task has none of (``default`` for text) is skipped, as its variants are
         if (d / source).is_dir() and not (out / "config.json").is_file():
             export_onnx(RegressionLM.load(d / source), out, precision=precision)
     rows = d / "test.jsonl"

@@ -44,8 +44,9 @@ def test_quick_runs_every_variant_of_both_tasks(tmp_path: Path) -> None:
     for task, rows in report["tasks"].items():
         names = [r["variant"] for r in rows]
         assert names[0] == "eager fp32"
-        # the default model exists for field inputs only; early exit for encoders deeper than 2
-        assert ("onnx int4 1t default (auto)" in names) == task.startswith("systems/")
+        # every task has its default model; early exit only for encoders deeper than 2 layers
+        assert "onnx int4 1t default (auto)" in names
+        assert ("eager early exit 1%" in names) == task.startswith("nas201/")
         for r in rows:
             assert r["valid_rate"] == 1.0 and r["test_rows"] == edge.QUICK_TEST
             assert r["torch_imported"] == (r["runtime"] == "torch"), r["variant"]

@@ -32,8 +32,10 @@ SLOTS, DIGITS = ("mse", 4, "slots"), ("digits", 1, "attention")
         ("fields", 500, True, [SLOTS, DIGITS]),
         ("fields", 5000, True, [SLOTS, DIGITS]),
         ("fields", 1000, False, [DIGITS]),  # nothing to choose on
-        ("text", 1000, True, [DIGITS]),
-        ("backbone", 1000, True, [DIGITS]),
+        ("text", 499, True, [("mse", 4, "attention")]),
+        ("text", 1000, True, [("mse", 4, "attention"), DIGITS]),
+        ("text", 1000, False, [DIGITS]),
+        ("backbone", 1000, True, [DIGITS]),  # the frozen encoder's fit is not chosen for
     ],
 )
 def test_auto_candidates_table(kind: str, rows: int, validated: bool, models: list) -> None:
@@ -58,7 +60,8 @@ def test_budget_shares_follow_each_other(
         (500, 10, "fields", None, 2),
         (499, 10, "fields", None, 1),
         (500, 9, "fields", None, 1),
-        (500, 10, "text", None, 1),
+        (500, 10, "text", None, 2),
+        (499, 10, "text", None, 1),
         (500, 10, "fields", 120.0, 2),
     ],
 )

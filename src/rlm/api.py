@@ -88,11 +88,12 @@ class RegressionLM(Compression, Predictor):
     ) -> None:
         """``model``: a preset name, a ``ModelConfig``, several of them (each is fitted in turn
         with an equal share of the time budget the ones before it left, and the best on the
-        valid rows is kept: ``rlm.selection``), or ``"auto"``: ``compact`` for field inputs (4
-        value-head members under 500 rows per task; from 500, with 10+ valid rows, 4 members of
-        the slot mixer or the digit decoder, chosen on the valid rows, else the digit decoder:
-        ``nn.config.auto_candidates``; a stream or a staged backbone fit is not chosen for),
-        ``small`` for text (its position table raised to ``vocab.max_length``).
+        valid rows is kept: ``rlm.selection``), or ``"auto"``: the ``compact`` preset (for text
+        its position table raised to ``vocab.max_length``), 4 value-head members under 500
+        rows per task; from 500, with 10+ valid rows, 4 MSE members (read by the slot mixer for
+        field inputs, through attention for text) or the digit decoder, chosen on the valid
+        rows, else the digit decoder (``nn.config.auto_candidates``; a stream, a frozen
+        backbone or a staged fit is not chosen for).
         ``inputs``: ``"fields"`` reads mapping inputs one field per position (see
         ``rlm.inputs.fields``), ``"text"`` serialises every input to text first, ``"auto"``
         (default) reads fields when every training input is a mapping, else text.
@@ -154,8 +155,8 @@ class RegressionLM(Compression, Predictor):
         names = list(self.targets) if self.targets else target_names(examples)
         self.targets = tuple(names)
         if self._auto_model:
-            kind, per_task, length = auto_shape(self, examples, count)
-            self.model_config = auto_model(kind, per_task, calibrated, length)
+            _, per_task, length = auto_shape(self, examples, count)
+            self.model_config = auto_model(per_task, calibrated, length)
         scale = target_scale(self.model_config, shared=self.task_key is not None)
         self.task_scaling, self.blend = None, None  # a refit's pipeline is its own
         tasks = self.tasks_of(examples)

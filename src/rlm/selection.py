@@ -1,9 +1,9 @@
 """Model selection on validation rows: fit several candidate models on the same rows, keep the
 one whose validation Spearman is best.
 
-``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field inputs
-with enough rows and valid rows (the slot mixer's 4-member MSE ensemble, then the digit decoder:
-``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
+``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field and
+text inputs with enough rows and valid rows (a 4-member MSE ensemble, read by the slot mixer for
+fields, then the digit decoder: ``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
 of its own copy of the unfitted estimator, with its own weight selection and calibration,
 in turn, each under an equal share of the time budget the ones before it left (one that stops
 early gives its rest to the next; without a budget each trains until it stops, so choosing
@@ -66,7 +66,7 @@ def model_choice(
         return False, (), model
     if isinstance(model, str):
         auto = model == "auto"
-        return auto, (), preset(AUTO_PRESET["text"] if auto else model)
+        return auto, (), preset(AUTO_PRESET if auto else model)
     if not isinstance(model, (list, tuple)) or not model:
         raise ValueError(
             f"model={model!r}: give a preset name, a ModelConfig, or a non-empty list of them "

@@ -207,61 +207,70 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-# what model="auto" picks, by input kind; a frozen backbone reads the text, a compact model on top
-AUTO_PRESET = {"fields": "compact", "text": "small", "backbone": "compact"}
-# Below this many training rows (per task), "auto" gives field inputs a value head instead of
-# the digit decoder. Measured on configurable systems (benchmarks/results/ablation.md and
+# what model="auto" builds on, whatever the input kind (a frozen backbone reads the text, a compact
+# model on top). Text measured at 1,000 nas201 cells / PIE programs, 120 s on 2 CPU threads, test
+# Spearman (seed 0): "small" gets 4-30 epochs where "compact" gets 18-160, and loses with either
+# head: nas201 digit decoder 0.902 vs 0.919 (seed 1: 0.933 vs 0.914), MSE head 0.942 vs 0.932;
+# PIE memory digit decoder 0.371 vs 0.545, MSE head 0.426 vs 0.439.
+AUTO_PRESET = "compact"
+# Below this many training rows (per task), "auto" gives a value head instead of the digit
+# decoder. Measured on configurable systems (benchmarks/results/ablation.md and
 # accuracy_systems_{100,1000}.md, test Spearman): at 100 rows the digit decoder reaches a mean
 # of 0.75 over six systems and collapses on some, the MSE head 0.91, the Gaussian head 0.90; at
 # 1,000 rows the digit decoder is level with MSE (ahead on HSQLDB 0.975 vs 0.950 and storm
-# 0.982 vs 0.949). 500 lies between the two sizes measured.
+# 0.982 vs 0.949). 500 lies between the two sizes measured. Text likewise: 100 nas201 cells,
+# the MSE ensemble below 0.803, the digit decoder 0.689.
 AUTO_VALUE_HEAD_ROWS = 500
 # ... and an ensemble of this many members (TabM's recipe, ``ModelConfig.members``). At 100 rows
 # one model's result moves by up to 0.07 Spearman with its initialisation and where early
 # stopping lands; 4 members (MSE head, 120 s budget, test Spearman, one vs four): LLVM 0.895 ->
 # 0.966, x264 0.861 -> 0.895, HSQLDB 0.893 -> 0.905, 7z 0.944 -> 0.947, storm 0.945 -> 0.942,
 # each fit still early-stopped within 50 s. Prediction costs 4x the encoder passes of one.
+# (1,000 nas201 cells: one 0.932, four 0.952.)
 AUTO_MEMBERS = 4
 # At AUTO_VALUE_HEAD_ROWS rows or more, no one model is the better default, and valid Spearman
 # tells them apart, so "auto" fits two and keeps the better on the valid rows. The MSE ensemble
-# read by the slot MLP (mixer="slots", numbers as values) goes first: it stops soonest and leaves
-# the rest of a budget to the digit decoder (rlm.selection.budget_share). At 1,000 rows and
-# 120 s each (test Spearman, accuracy_systems_1000_slots.md) the slots led on x264 0.959 vs
-# 0.924, LLVM 0.994 vs 0.976, exastencils 0.988 vs 0.975, the digit decoder on HSQLDB 0.975 vs
-# 0.946, storm 0.982 vs 0.975. The pair it replaced (the digit decoder and the MSE ensemble
-# through attention, half a budget each) lost to the digit decoder alone under a budget, so
-# "auto" did not choose then; the fast slots make the choice pay under a budget too.
+# goes first (it stops soonest, and leaves the rest of a budget to the digit decoder:
+# rlm.selection.budget_share), for fields read by the slot MLP (mixer="slots", numbers as
+# values). At 1,000 rows and 120 s each (test Spearman, accuracy_systems_1000_slots.md) the
+# slots led on x264 0.959 vs 0.924, LLVM 0.994 vs 0.976, exastencils 0.988 vs 0.975, the digit
+# decoder on HSQLDB 0.975 vs 0.946, storm 0.982 vs 0.975. The pair it replaced (the digit
+# decoder and the MSE ensemble through attention, half a budget each) lost to the digit decoder
+# alone under a budget, so "auto" did not choose then; the fast slots make the choice pay under
+# a budget too. Text has no slots (one per key): its ensemble reads through attention, and the
+# two heads lead on different tasks (nas201: MSE ensemble 0.952 vs 0.919; PIE memory: digit
+# decoder 0.545 vs MSE 0.439, where a single MSE head scored better on valid).
 
 
-def auto_model(kind: str, rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
-    """What ``model="auto"`` builds for ``kind`` ("fields", "text" or "backbone") inputs: its
-    preset; for fields (and a backbone's compact model) under ``AUTO_VALUE_HEAD_ROWS`` rows per
-    task, an ensemble of ``AUTO_MEMBERS`` value heads: MSE when held-out rows will calibrate its
+def auto_model(rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
+    """What ``model="auto"`` builds when it does not choose (any input kind): the ``AUTO_PRESET``; under ``AUTO_VALUE_HEAD_ROWS`` rows per task, an
+    ensemble of ``AUTO_MEMBERS`` value heads: MSE when held-out rows will calibrate its
     intervals, else Gaussian (whose own spread gives them)."""
     head, members = "digits", 1
-    if kind in ("fields", "backbone") and rows < AUTO_VALUE_HEAD_ROWS:
+    if rows < AUTO_VALUE_HEAD_ROWS:
         head, members = ("mse" if calibrated else "gaussian"), AUTO_MEMBERS
-    return preset(AUTO_PRESET[kind], max_input_len=max_input_len, head=head, members=members)
+    return preset(AUTO_PRESET, max_input_len=max_input_len, head=head, members=members)
 
 
 def auto_candidates(
     kind: str, rows: int, validated: bool, max_input_len: int
 ) -> tuple[ModelConfig, ...]:
     """The models ``model="auto"`` fits and chooses between on validation rows
-    (``rlm.selection``): for field inputs at ``AUTO_VALUE_HEAD_ROWS`` rows per task or more,
-    with ``validated`` (enough valid rows to tell them apart), ``head_candidates``; else the one
-    model of ``auto_model``."""
-    if kind != "fields" or rows < AUTO_VALUE_HEAD_ROWS or not validated:
-        return (auto_model(kind, rows, validated, max_input_len),)
-    return head_candidates(max_input_len)
+    (``rlm.selection``): for field or text inputs at ``AUTO_VALUE_HEAD_ROWS`` rows per task or
+    more, with ``validated`` (enough valid rows to tell them apart), ``head_candidates``; else
+    the one model of ``auto_model``."""
+    if kind == "backbone" or rows < AUTO_VALUE_HEAD_ROWS or not validated:
+        return (auto_model(rows, validated, max_input_len),)
+    return head_candidates(kind, max_input_len)
 
 
-def head_candidates(max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
+def head_candidates(kind: str, max_input_len: int) -> tuple[ModelConfig, ModelConfig]:
     """The pair ``auto_candidates`` chooses between: the ``AUTO_MEMBERS``-member MSE ensemble
-    of the slot mixer (first: it stops soonest, and leaves the rest of a budget to the next),
-    and the field preset with the digit decoder."""
-    base = preset(AUTO_PRESET["fields"], max_input_len=max_input_len)
-    return replace(base, head="mse", members=AUTO_MEMBERS, mixer="slots"), base
+    (first: it stops soonest, and leaves the rest of a budget to the next), read by the slot
+    MLP for ``kind`` "fields", through attention for "text"; and the digit decoder."""
+    base = preset(AUTO_PRESET, max_input_len=max_input_len)
+    mixer = "slots" if kind == "fields" else "attention"
+    return replace(base, head="mse", members=AUTO_MEMBERS, mixer=mixer), base
 
 
 def target_scale(cfg: ModelConfig, shared: bool) -> Scale:
