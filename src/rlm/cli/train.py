@@ -65,9 +65,9 @@ Targets = Annotated[
 PresetOption = Annotated[
     Preset,
     typer.Option(
-        help="Model size: auto (compact for field inputs, small for text), tiny (seconds, "
-        "for tests), compact (~0.7M params, for configs), small (~3M params, the CPU workhorse "
-        "for text) or base (~25M params)."
+        help="Model size: auto (compact; from 500 rows an MSE ensemble or the digit decoder, "
+        "chosen on the valid rows), tiny (seconds, for tests), compact (~0.7M params), small "
+        "(~3M params) or base (~25M params)."
     ),
 ]
 Epochs = Annotated[

@@ -190,7 +190,8 @@ PRESETS: dict[str, ModelConfig] = {
     "compact": ModelConfig(
         d_model=128, n_heads=4, enc_layers=2, dec_d_model=64, dec_heads=4, dec_layers=2
     ),
-    # ~3M parameters: the CPU workhorse for text
+    # ~3M parameters: the demo's model; on 2 CPU cores it gets too few epochs in a 120 s budget
+    # to beat "compact" (AUTO_PRESET), with more compute it has the width for longer text
     "small": ModelConfig(
         d_model=256, n_heads=4, enc_layers=4, dec_d_model=128, dec_heads=4, dec_layers=2
     ),
