@@ -353,8 +353,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Edge deployment",
         "",
         f"One run of `benchmarks/edge.py` on {report['machine']}; each row its own process. "
-        f"Batch-1 latency over {report['latency_inputs']} test inputs one at a time; Spearman of the median "
-        f"of {SAMPLES} samples on the test split. Speed-ups are against `eager fp32`.",
+        f"Batch-1 latency over {report['latency_inputs']} test inputs one at a time; Spearman of "
+        f"the median of {SAMPLES} samples on the test split. Speed-ups are against `eager fp32`.",
         "",
     ]
     for task, rows in report["tasks"].items():

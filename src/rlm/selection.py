@@ -3,14 +3,14 @@ one whose validation Spearman is best.
 
 ``RegressionLM(model=[...])`` names the candidates; ``model="auto"`` makes them for field and
 text inputs with enough rows and valid rows (a 4-member MSE ensemble, read by the slot mixer for
-fields, then the digit decoder: ``nn.config.auto_candidates``, where the measurements are). Each candidate is an ordinary fit
-of its own copy of the unfitted estimator, with its own weight selection and calibration,
-in turn, each under an equal share of the time budget the ones before it left (one that stops
-early gives its rest to the next; without a budget each trains until it stops, so choosing
-costs their sum; the training loops share the budget, encoding, calibration and scoring come
-on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores it. The
-winner replaces the estimator, blended with the runner-up where a mix of their valid draws
-scores better than the winner alone (``rlm.blend``; the draws are already there, so trying
+fields, then the digit decoder: ``nn.config.auto_candidates``, where the measurements are). Each
+candidate is an ordinary fit of its own copy of the unfitted estimator, with its own weight
+selection and calibration, in turn, each under an equal share of the time budget the ones before
+it left (one that stops early gives its rest to the next; without a budget each trains until it
+stops, so choosing costs their sum; the training loops share the budget, encoding, calibration
+and scoring come on top), then one pass of ``SELECT_SAMPLES`` samples over the valid rows scores
+it. The winner replaces the estimator, blended with the runner-up where a mix of their valid
+draws scores better than the winner alone (``rlm.blend``; the draws are already there, so trying
 costs seconds); what every candidate and blend weight scored is kept in its
 ``training_summary["selection"]`` (saved with it, shown by ``rlm info``).
 

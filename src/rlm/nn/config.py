@@ -244,9 +244,10 @@ AUTO_MEMBERS = 4
 
 
 def auto_model(rows: int, calibrated: bool, max_input_len: int) -> ModelConfig:
-    """What ``model="auto"`` builds when it does not choose (any input kind): the ``AUTO_PRESET``; under ``AUTO_VALUE_HEAD_ROWS`` rows per task, an
-    ensemble of ``AUTO_MEMBERS`` value heads: MSE when held-out rows will calibrate its
-    intervals, else Gaussian (whose own spread gives them)."""
+    """What ``model="auto"`` builds when it does not choose (any input kind): the
+    ``AUTO_PRESET``; under ``AUTO_VALUE_HEAD_ROWS`` rows per task, an ensemble of
+    ``AUTO_MEMBERS`` value heads: MSE when held-out rows will calibrate its intervals, else
+    Gaussian (whose own spread gives them)."""
     head, members = "digits", 1
     if rows < AUTO_VALUE_HEAD_ROWS:
         head, members = ("mse" if calibrated else "gaussian"), AUTO_MEMBERS
