@@ -26,7 +26,8 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
   fits it (the ``compact`` preset; from 500 rows it chooses between a 4-member MSE ensemble,
   read by the slot MLP for fields and through attention for text, and the digit decoder on the
   valid rows, and may blend the two, ``rlm.blend``); run eager and as ONNX int8 and int4 on one
-  thread, the deployable default.
+  thread, the deployable default; where it blends two networks, also its primary alone as
+  ``rlm export --primary-only`` deploys it (``default-primary``, ONNX int8, one thread).
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -83,6 +84,7 @@ VARIANTS = (
     ("eager default (auto)", "default", "torch", "fp32", None),
     ("onnx int8 1t default (auto)", "default", "onnx", "int8", 1),
     ("onnx int4 1t default (auto)", "default", "onnx", "int4", 1),
+    ("onnx int8 1t default, primary only", "default-primary", "onnx", "int8", 1),
 )
 # the early-exit tolerance of a variant (rlm.nn.exits), by its name
 EARLY_EXIT = {"eager early exit 1%": 0.01, "eager early exit 5%": 0.05,
@@ -99,6 +101,7 @@ EXPORTS = (
     ("mse", "int4"),
     ("default", "int8"),
     ("default", "int4"),
+    ("default-primary", "int8"),
 )
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
@@ -275,6 +278,10 @@ def prepare(
         # as a user gets it: on these rows "auto" chooses its MSE ensemble or the digit decoder
         # on the valid rows, and may blend the two
         acc.rlm_estimator(task, split, s).fit(split.train, valid=split.valid).save(d / "default")
+    default = RegressionLM.load(d / "default")
+    if default.blend is not None and not (d / "default-primary" / "model.safetensors").is_file():
+        # what `rlm export --primary-only` deploys: the blend's primary network alone
+        default.unblend().save(d / "default-primary")
     short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
     exits = tuple(range(1, base.model_config.enc_layers))  # every layer below the last
     for name, source in (("exits", base), ("mse-exits", mse)):

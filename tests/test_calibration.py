@@ -123,3 +123,38 @@ def test_draws_beyond_the_float_range_are_refused_with_the_reason() -> None:
     draws[3, 2, 0] = np.inf
     with pytest.raises(NonFiniteDraws, match=r"1 of the 96 draws .* beyond the float range"):
         fit_calibration(draws, np.zeros((12, 1)))
+
+
+def multiplicative(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A value head's constant draws (its point repeated) on a target spanning four decades
+    whose error is multiplicative: y = point * exp(N(0, 0.3^2))."""
+    rng = np.random.default_rng(seed)
+    point = 10.0 ** rng.uniform(1, 5, size=n)
+    y = point * np.exp(0.3 * rng.normal(size=n))
+    return np.repeat(point[:, None, None], 16, axis=1), y[:, None]
+
+
+@pytest.mark.parametrize(
+    ("log", "covers_small", "covers_large"),
+    [
+        (False, (0.99, 1.0), (0.0, 0.7)),  # one width in target units: too wide, too narrow
+        (True, (0.74, 0.86), (0.74, 0.86)),  # on the log-like scale: nominal at every size
+    ],
+)
+def test_a_log_scaled_objective_is_calibrated_on_a_log_scale(log, covers_small, covers_large):
+    draws, y = multiplicative(800, seed=0)
+    cal = fit_calibration(draws, y, log=[log])
+    assert (cal.log_scales[0] > 0) == log
+    test_draws, test_y = multiplicative(6000, seed=1)
+    lo, mid, hi = quantile_table(test_draws, [0.1, 0.5, 0.9], cal)
+    np.testing.assert_allclose(mid, test_draws[:, 0])  # the median never moves
+    inside = (test_y >= lo) & (test_y <= hi)
+    small = test_draws[:, 0, 0] < 1e3
+    assert covers_small[0] <= inside[small].mean() <= covers_small[1]
+    assert covers_large[0] <= inside[~small].mean() <= covers_large[1]
+    assert abs(inside.mean() - 0.8) < 0.04  # either is valid over all rows
+    back = IntervalCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal
+    # a calibration saved before log_scales existed reads as target units
+    old = {k: v for k, v in cal.to_dict().items() if k != "log_scales"}
+    assert IntervalCalibration.from_dict(old).log_scales == (0.0,)

@@ -209,6 +209,30 @@ def test_cli_exports_a_blended_checkpoint(tmp_path: Path) -> None:
     assert answers[0].keys() == answers[1].keys() and numbers(answers[0])
     # float rounding of the slot member's graph only
     np.testing.assert_allclose(numbers(answers[1]), numbers(answers[0]), rtol=1e-4)
+    # --primary-only: one network, with the calibration it had on its own draws
+    loaded = RegressionLM.load(ckpt)
+    assert loaded.blend is not None and loaded.blend.alone is not None
+    own = loaded.blend.alone.to_dict()
+    assert own != loaded.calibration.to_dict()  # type: ignore[union-attr]
+    alone = tmp_path / "alone"
+    r = runner.invoke(app, ["export", str(ckpt), "--out", str(alone), "--primary-only"])
+    assert r.exit_code == 0, r.output
+    onnx = OnnxRegressor.load(alone)
+    assert onnx.blend is None and not (alone / MEMBER_DIR).exists()
+    assert onnx.calibration.to_dict() == own  # type: ignore[union-attr]
+    xs = [e.x for e in X264[95:100]]
+    member = loaded.blend.member
+    assert loaded.unblend() is loaded and loaded.blend is None
+    np.testing.assert_allclose(onnx.sample(xs, 6, seed=2), loaded.sample(xs, 6, seed=2), rtol=1e-4)
+    assert member.blend is None  # the member itself is untouched
+    single = loaded.save(tmp_path / "single")
+    r = runner.invoke(app, ["export", str(single), "-o", str(tmp_path / "again"), "--primary-only"])
+    assert r.exit_code == 0 and "not a blend" in r.output, r.output
+    again = RegressionLM.load(ckpt)
+    again.blend.alone = None  # type: ignore[union-attr]  # as a blend saved before 2026-12-02
+    with pytest.warns(UserWarning, match="raw sample quantiles"):
+        again.unblend()
+    assert again.calibration is None
 
 
 def test_a_deployment_runs_with_torch_blocked_from_import(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +40,7 @@ import numpy as np
 from .checkpoint import CONFIG, digest, finish_reading
 from .io.examples import Example
 from .predict.summary import Predictions, mean_spearman
+from .predict.tasks import Calibration, calibration_from_dict
 
 if TYPE_CHECKING:
     from .predictor import Predictor
@@ -50,10 +52,13 @@ WEIGHTS = (0.75, 0.5, 0.25)
 
 @dataclass
 class Blend:
-    """The second model of a blend and the primary's weight (0 < weight < 1)."""
+    """The second model of a blend, the primary's weight (0 < weight < 1), and the primary's
+    calibration on its own draws (``alone``: what ``unblend`` restores; None where it had
+    none, or the blend was saved before it was kept)."""
 
     member: Predictor
     weight: float
+    alone: Calibration | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.weight < 1.0 or not math.isfinite(self.weight):
@@ -68,7 +73,8 @@ class Blend:
 
     def to_dict(self) -> dict[str, Any]:
         """What ``config.json`` records (the member's files are its own checkpoint)."""
-        return {"weight": self.weight, "member": MEMBER_DIR}
+        alone = None if self.alone is None else self.alone.to_dict()
+        return {"weight": self.weight, "member": MEMBER_DIR, "alone_calibration": alone}
 
 
 def mix(primary: np.ndarray, member: np.ndarray, weight: float) -> np.ndarray:
@@ -110,11 +116,12 @@ def attach(
 ) -> None:
     """Blend ``member`` into ``primary`` at ``weight`` (1.0: none), in place; the primary's
     calibration is refitted on the blended draws of ``valid`` (``calibrate``), or dropped:
-    the blend's draws are wider or narrower than the primary's alone."""
+    the blend's draws are wider or narrower than the primary's alone. The primary's own is
+    kept in the blend, for ``unblend``."""
     same_targets(primary.targets, member.targets)
     if weight >= 1.0:
         return
-    primary.blend = Blend(member, weight)
+    primary.blend = Blend(member, weight, alone=primary.calibration)
     primary.calibration = None
     if calibrate:
         primary.calibrate_held_out(valid)
@@ -157,13 +164,38 @@ def draws_spearman(
     return mean_spearman(rows, names, pred, tasks)
 
 
+def unblend(model: Predictor) -> bool:
+    """Keep a blended model's primary alone, in place, with the calibration it had on its own
+    draws; whether there was a blend to drop.
+
+    Why: a blend runs two networks per prediction, often for a small gain on the valid rows
+    (accuracy benchmark, 1,000 rows, valid Spearman: nas201 gold latency 0.9880 alone, 0.9881
+    blended; pixel3 0.9466 and 0.9486), and a deployment may want the speed more (``rlm export
+    --primary-only``; ``benchmarks/edge.py`` measures both). Without the primary's
+    own calibration (a blend saved before it was kept, or fitted without calibrating) its
+    intervals are raw sample quantiles, with a warning that says how to calibrate them.
+    """
+    blend = model.blend
+    if blend is None:
+        return False
+    model.blend, model.calibration = None, blend.alone
+    if blend.alone is None:
+        warnings.warn(
+            "this blend holds no calibration of its primary alone (saved before 2026-12-02, or "
+            "fitted without calibrating): its intervals are raw sample quantiles until "
+            "model.calibrate(valid rows)",
+            stacklevel=2,
+        )
+    return True
+
+
 def check_single(model: Predictor, what: str) -> None:
     """Refuse ``what`` (an operation on one network) for a blended model."""
     if model.blend is not None:
         raise ValueError(
             f"{what} changes one network, and this model blends two (model.blend: chosen by "
-            "model='auto' on the valid rows). Keep the primary alone first: model.blend = None, "
-            "then model.calibrate(valid rows)"
+            "model='auto' on the valid rows). Keep the primary alone first: "
+            "model.unblend() (its own calibration restored)"
         )
 
 
@@ -213,6 +245,7 @@ def read_member(
         raise ValueError(
             f"{d / CONFIG}: blend weight {weight!r} is damaged: save (or export) the model again"
         )
+    alone = _alone(d, saved.get("alone_calibration"))
     # an interrupted save of the member is completed first, so that its digest is the one read
     finish_reading(where)
     if not (where / CONFIG).is_file():
@@ -227,4 +260,17 @@ def read_member(
         )
     member = load(where)
     same_targets(targets, member.targets)
-    return Blend(member, float(weight))
+    return Blend(member, float(weight), alone)
+
+
+def _alone(d: Path, saved: Any) -> Calibration | None:
+    """The primary's own calibration as ``config.json`` records it (None: none kept)."""
+    if saved is None:
+        return None
+    try:
+        return calibration_from_dict(saved)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(
+            f"{d / CONFIG}: the blend's alone_calibration is damaged ({e}): save (or export) "
+            "the model again"
+        ) from None

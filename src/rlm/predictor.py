@@ -228,11 +228,28 @@ class Predictor:
         draws = self.sample(rows, samples, seed=seed)
         truth = np.array([[e.y.get(name, np.nan) for name in codec.names] for e in rows])
         tasks = self.tasks_of(rows)  # Mondrian: each task's own margins (see predict.tasks)
+        log = self.logged(codec.names)
         self.calibration = (
-            fit_calibration(draws, truth)
+            fit_calibration(draws, truth, log=log)
             if tasks is None
-            else fit_task_calibration(draws, truth, tasks, str(self.task_key))
+            else fit_task_calibration(draws, truth, tasks, str(self.task_key), log=log)
         )
+        return self
+
+    def logged(self, names: Sequence[str]) -> list[bool]:
+        """Per objective, whether this model's value head learned it on a log scale: then its
+        intervals are calibrated on one too (``rlm.predict.calibration``)."""
+        scaler = self.scaler
+        return [scaler is not None and name in scaler.names and scaler.log[scaler.names.index(name)]
+                for name in names]  # fmt: skip
+
+    def unblend(self) -> Self:
+        """A blended model (``rlm.blend``, which ``model="auto"`` keeps where it scores better on
+        the valid rows) becomes its primary alone, with the calibration it had on its own draws:
+        one network per prediction. Unchanged without a blend."""
+        from .blend import unblend
+
+        unblend(self)
         return self
 
     def calibrate_held_out(self, rows: Sequence[Example]) -> None:

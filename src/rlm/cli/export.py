@@ -33,9 +33,24 @@ Int4 = Annotated[
     ),
 ]
 
+PrimaryOnly = Annotated[
+    bool,
+    typer.Option(
+        "--primary-only",
+        help="A blended model (model=auto may keep two): export its primary network alone, with "
+        "its own calibration; one network per prediction, about twice as fast.",
+    ),
+]
+
 
 @app.command()
-def export(directory: CheckpointDir, out: Out, int8: Int8 = False, int4: Int4 = False) -> None:
+def export(
+    directory: CheckpointDir,
+    out: Out,
+    int8: Int8 = False,
+    int4: Int4 = False,
+    primary_only: PrimaryOnly = False,
+) -> None:
     """Export a checkpoint to ONNX: predict, eval and serve it with onnxruntime, no torch."""
     with user_errors():
         if int8 and int4:
@@ -51,6 +66,10 @@ def export(directory: CheckpointDir, out: Out, int8: Int8 = False, int4: Int4 = 
                 f"exporting needs the onnx extra ({e}): pip install 'rlm[onnx]'"
             ) from None
         model = load_model(directory, runtime="torch", device="cpu")  # traced on the CPU
+        if primary_only and model.blend is None:
+            err.print("not a blend: --primary-only leaves it as it is")
+        elif primary_only:
+            model.unblend()
         export_onnx(model, out, precision=precision)  # type: ignore[arg-type]
         if (directory / LAYOUT_FILE).is_file():  # how `rlm train` read rows: predict reuses it
             shutil.copyfile(directory / LAYOUT_FILE, out / LAYOUT_FILE)

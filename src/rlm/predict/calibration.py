@@ -16,6 +16,16 @@ over 1 ms. Raw quantiles come from the draws; quantile ``tau < 0.5`` is the lowe
 central ``1 - 2 tau`` interval and moves down by ``margin(level) * width``; ``tau > 0.5`` moves
 up; the median never moves. Margins are fitted on a grid of levels and interpolated between.
 
+Scores can be taken on a log-like scale, per objective (``log_scales``): ``asinh(y / s)``, which
+is ``log(2 y / s)`` to within 0.2% of a decade above ``10 s`` and still defined at 0 and below.
+A value head that learned an objective on a log scale (``rlm.numbers.scaling``) is calibrated
+there: its draws are its point repeated (an MSE head has no spread), so every interval is one
+normalised width, and on a decade-spanning target one width in target units is too wide for the
+small values and too narrow for the large. Measured on PIE memory at 1,000 rows (MSE ensemble,
+226 valid rows, one fit): 80% intervals covered 64% of the test rows in target units and 80% on
+the log scale; on x264 PSNR, which is not logged, nothing changes. Deep-ensemble spread was
+tried as the width instead and covered 59% (PIE memory) and 77% (x264 at 100 rows).
+
 Torch-free: it works on sample arrays, so the API, the server and the CLI all share it.
 """
 
@@ -35,6 +45,9 @@ LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 # agree (width 0) would otherwise get an infinite normalised score and poison the quantile
 FLOOR_FRACTION = 1e-3
 MIN_ROWS = 10
+# s of a log-scaled objective's asinh(y / s): this fraction of its smallest positive held-out
+# target, so that every target of that size or more is on the log-like part of the curve
+LOG_SCALE_FRACTION = 0.1
 
 
 def raw_quantiles(draws: np.ndarray, taus: Sequence[float]) -> np.ndarray:
@@ -55,10 +68,14 @@ class IntervalCalibration:
 
     levels: tuple[float, ...]
     margins: tuple[tuple[float, ...], ...]  # (len(levels), K)
-    floors: tuple[float, ...]  # (K,) smallest width used to normalise, in target units
+    floors: tuple[float, ...]  # (K,) smallest width used to normalise, in score units
     rows: tuple[int, ...]  # (K,) held-out rows that had each objective
+    # (K,) s > 0: that objective is scored on asinh(y / s); 0: in target units. () = all 0
+    log_scales: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.log_scales:
+            object.__setattr__(self, "log_scales", (0.0,) * len(self.floors))
         if list(self.levels) != sorted(set(self.levels)) or not all(
             0.0 < lv < 1.0 for lv in self.levels
         ):
@@ -71,6 +88,12 @@ class IntervalCalibration:
             )
         if len(self.rows) != k:
             raise ValueError(f"rows has {len(self.rows)} entries for {k} objectives")
+        if len(self.log_scales) != k or not all(
+            math.isfinite(v) and v >= 0 for v in self.log_scales
+        ):
+            raise ValueError(
+                f"log_scales {self.log_scales}: need {k} finite values >= 0 (0: target units)"
+            )
         values = [v for m in self.margins for v in m] + list(self.floors)
         if not all(math.isfinite(v) for v in values) or not all(f > 0 for f in self.floors):
             raise ValueError("margins must be finite and floors finite and positive")
@@ -93,6 +116,7 @@ class IntervalCalibration:
             )
         taus = [float(t) for t in taus]
         lows = [min(t, 1.0 - t) for t in taus]  # the lower end of each tau's central interval
+        draws = to_score_scale(draws, self.log_scales)
         table = raw_quantiles(draws, [*lows, *(1.0 - a for a in lows), 0.5])  # (2Q+1, B, K)
         q = len(taus)
         lo, hi, median = table[:q], table[q : 2 * q], table[-1]
@@ -111,7 +135,7 @@ class IntervalCalibration:
         # interpolated margins could make neighbouring quantiles cross; quantiles never decrease
         order = np.argsort(taus, kind="stable")
         out[order] = np.maximum.accumulate(out[order], axis=0)
-        return out
+        return from_score_scale(out, self.log_scales)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,11 +143,12 @@ class IntervalCalibration:
             "margins": [list(m) for m in self.margins],
             "floors": list(self.floors),
             "rows": list(self.rows),
+            "log_scales": list(self.log_scales),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntervalCalibration:
-        unknown = set(d) - {"levels", "margins", "floors", "rows"}
+        unknown = set(d) - {"levels", "margins", "floors", "rows", "log_scales"}
         if unknown:
             raise ValueError(f"unknown calibration fields {sorted(unknown)}")
         return cls(
@@ -131,7 +156,34 @@ class IntervalCalibration:
             margins=tuple(tuple(float(v) for v in m) for m in d["margins"]),
             floors=tuple(float(v) for v in d["floors"]),
             rows=tuple(int(v) for v in d["rows"]),
+            # calibrations saved before 2026-12-02 scored every objective in target units
+            log_scales=tuple(float(v) for v in d.get("log_scales", ())),
         )
+
+
+def to_score_scale(values: np.ndarray, log_scales: Sequence[float]) -> np.ndarray:
+    """Values (..., K) onto each objective's score scale: ``asinh(v / s)`` where ``s > 0``."""
+    s = np.asarray(log_scales, dtype=float)
+    if not s.any():
+        return values
+    logged = s > 0
+    return np.where(logged, np.arcsinh(values / np.where(logged, s, 1.0)), values)
+
+
+def from_score_scale(values: np.ndarray, log_scales: Sequence[float]) -> np.ndarray:
+    """The inverse of ``to_score_scale``: ``s * sinh(z)`` where ``s > 0``."""
+    s = np.asarray(log_scales, dtype=float)
+    if not s.any():
+        return values
+    logged = s > 0
+    return np.where(logged, s * np.sinh(np.where(logged, values, 0.0)), values)
+
+
+def log_scale(targets: np.ndarray) -> float:
+    """An objective's ``s`` for ``asinh(y / s)`` from its held-out targets (0: none positive,
+    so target units)."""
+    positive = targets[targets > 0]
+    return LOG_SCALE_FRACTION * float(positive.min()) if positive.size else 0.0
 
 
 def quantile_table(
@@ -153,9 +205,13 @@ class NonFiniteDraws(ValueError):
 
 
 def fit_calibration(
-    draws: np.ndarray, y: np.ndarray, levels: Sequence[float] = LEVELS
+    draws: np.ndarray,
+    y: np.ndarray,
+    levels: Sequence[float] = LEVELS,
+    log: Sequence[bool] | None = None,
 ) -> IntervalCalibration:
-    """Margins from held-out draws (B, S, K) and targets (B, K); NaN marks a missing target."""
+    """Margins from held-out draws (B, S, K) and targets (B, K); NaN marks a missing target.
+    ``log`` (K,): objectives scored on the log-like scale (see the module doc)."""
     if draws.ndim != 3 or y.shape != (draws.shape[0], draws.shape[2]):
         raise ValueError(
             f"draws {draws.shape} and targets {y.shape}: need (B, S, K) draws and (B, K) targets"
@@ -167,6 +223,13 @@ def fit_calibration(
             "(an undertrained digit decoder writing huge numbers, made infinite by a log-scaled "
             "target): train longer, or use a value head (ModelConfig(head='mse'))"
         )
+    log = [False] * y.shape[1] if log is None else list(log)
+    if len(log) != y.shape[1]:
+        raise ValueError(f"log has {len(log)} entries for {y.shape[1]} objectives")
+    scales = tuple(
+        log_scale(y[np.isfinite(y[:, k]), k]) if log[k] else 0.0 for k in range(y.shape[1])
+    )
+    draws, y = to_score_scale(draws, scales), to_score_scale(y, scales)
     taus = [(1.0 - lv) / 2.0 for lv in levels]
     table = raw_quantiles(draws, [*taus, *(1.0 - t for t in taus)])  # (2L, B, K)
     lo, hi = table[: len(levels)], table[len(levels) :]
@@ -196,4 +259,5 @@ def fit_calibration(
         margins=tuple(tuple(float(v) for v in m) for m in margins),
         floors=tuple(floors),
         rows=tuple(rows),
+        log_scales=scales,
     )

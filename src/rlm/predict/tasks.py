@@ -109,15 +109,19 @@ class TaskCalibration:
 
 
 def fit_task_calibration(
-    draws: np.ndarray, y: np.ndarray, tasks: Sequence[str], key: str
+    draws: np.ndarray,
+    y: np.ndarray,
+    tasks: Sequence[str],
+    key: str,
+    log: Sequence[bool] | None = None,
 ) -> TaskCalibration:
     """The pooled calibration, and one per task that has ``MIN_ROWS`` held-out targets of every
-    objective (fewer would make its margins noise)."""
+    objective (fewer would make its margins noise); ``log`` as ``fit_calibration``'s."""
     per: dict[str, IntervalCalibration] = {}
     for task, idx in groups(tasks).items():
         if np.all(np.isfinite(y[idx]).sum(axis=0) >= MIN_ROWS):
-            per[task] = fit_calibration(draws[idx], y[idx])
-    return TaskCalibration(key=key, pooled=fit_calibration(draws, y), tasks=per)
+            per[task] = fit_calibration(draws[idx], y[idx], log=log)
+    return TaskCalibration(key=key, pooled=fit_calibration(draws, y, log=log), tasks=per)
 
 
 Calibration = IntervalCalibration | TaskCalibration
