@@ -27,7 +27,7 @@ model) and ``systems/x264`` PSNR from its configuration (fields, ``compact`` pre
   read by the slot MLP for fields and through attention for text, and the digit decoder on the
   valid rows, and may blend the two, ``rlm.blend``); run eager and as ONNX int8 and int4 on one
   thread, the deployable default; where it blends two networks, also its primary alone as
-  ``rlm export --primary-only`` deploys it (``default-primary``, ONNX int8, one thread).
+  ``rlm export --primary-only`` deploys it (``default-primary``, ONNX int8 and int4, one thread).
 
 Each runs in a fresh child process that loads the model, predicts once (its RSS then is
 ``rss_load_mb``), then measures batch-1 latency (p50/p95 over single inputs: greedy, and 16
@@ -85,6 +85,7 @@ VARIANTS = (
     ("onnx int8 1t default (auto)", "default", "onnx", "int8", 1),
     ("onnx int4 1t default (auto)", "default", "onnx", "int4", 1),
     ("onnx int8 1t default, primary only", "default-primary", "onnx", "int8", 1),
+    ("onnx int4 1t default, primary only", "default-primary", "onnx", "int4", 1),
 )
 # the early-exit tolerance of a variant (rlm.nn.exits), by its name
 EARLY_EXIT = {"eager early exit 1%": 0.01, "eager early exit 5%": 0.05,
@@ -102,6 +103,7 @@ EXPORTS = (
     ("default", "int8"),
     ("default", "int4"),
     ("default-primary", "int8"),
+    ("default-primary", "int4"),
 )
 TASKS = ("nas201/cifar10_test_acc", "systems/x264")
 SAMPLES = 16
