@@ -158,3 +158,18 @@ def test_a_log_scaled_objective_is_calibrated_on_a_log_scale(log, covers_small, 
     # a calibration saved before log_scales existed reads as target units
     old = {k: v for k, v in cal.to_dict().items() if k != "log_scales"}
     assert IntervalCalibration.from_dict(old).log_scales == (0.0,)
+
+
+def test_only_a_value_head_alone_is_calibrated_on_its_log_scale() -> None:
+    from rlm.numbers.scaling import TargetScaler
+    from rlm.predictor import Predictor
+
+    p = Predictor()
+    assert p.logged(["a", "b"]) == [False, False]  # the digit decoder: no scaler
+    p.scaler = TargetScaler(
+        names=("a", "b"), log=(True, False), offset=(0.0, 0.0), mean=(0.0, 0.0),
+        std=(1.0, 1.0), ranks=(None, None),
+    )  # fmt: skip
+    assert p.logged(["b", "a"]) == [False, True]
+    p.blend = object()  # type: ignore[assignment]  # a blend's draws have its member's spread
+    assert p.logged(["a", "b"]) == [False, False]

@@ -24,7 +24,9 @@ normalised width, and on a decade-spanning target one width in target units is t
 small values and too narrow for the large. Measured on PIE memory at 1,000 rows (MSE ensemble,
 226 valid rows, one fit): 80% intervals covered 64% of the test rows in target units and 80% on
 the log scale; on x264 PSNR, which is not logged, nothing changes. Deep-ensemble spread was
-tried as the width instead and covered 59% (PIE memory) and 77% (x264 at 100 rows).
+tried as the width instead and covered 59% (PIE memory) and 77% (x264 at 100 rows). A blend's
+draws (``rlm.blend``) stay in target units: they carry the digit decoder's spread, and a
+normalised margin times a spread is exponentiated on the log scale (``Predictor.logged``).
 
 Torch-free: it works on sample arrays, so the API, the server and the CLI all share it.
 """
