@@ -280,10 +280,11 @@ def prepare(
         # as a user gets it: on these rows "auto" chooses its MSE ensemble or the digit decoder
         # on the valid rows, and may blend the two
         acc.rlm_estimator(task, split, s).fit(split.train, valid=split.valid).save(d / "default")
-    default = RegressionLM.load(d / "default")
-    if default.blend is not None and not (d / "default-primary" / "model.safetensors").is_file():
-        # what `rlm export --primary-only` deploys: the blend's primary network alone
-        default.unblend().save(d / "default-primary")
+    if not (d / "default-primary" / "model.safetensors").is_file():
+        default = RegressionLM.load(d / "default")
+        if default.blend is not None:
+            # what `rlm export --primary-only` deploys: the blend's primary network alone
+            default.unblend().save(d / "default-primary")
     short = TrainConfig(**{**train_cfg.to_dict(), "time_budget_s": recovery})
     exits = tuple(range(1, base.model_config.enc_layers))  # every layer below the last
     for name, source in (("exits", base), ("mse-exits", mse)):

@@ -23,7 +23,8 @@ there: its draws are its point repeated (an MSE head has no spread), so every in
 normalised width, and on a decade-spanning target one width in target units is too wide for the
 small values and too narrow for the large. Measured on PIE memory at 1,000 rows (MSE ensemble,
 226 valid rows, one fit): 80% intervals covered 64% of the test rows in target units and 80% on
-the log scale; on x264 PSNR, which is not logged, nothing changes. Deep-ensemble spread was
+the log scale (offline, on that fit's saved outputs; in the accuracy benchmark's re-run, another
+fit, 67% became 73%); on x264 PSNR, which is not logged, nothing changes. Deep-ensemble spread was
 tried as the width instead and covered 59% (PIE memory) and 77% (x264 at 100 rows). A blend's
 draws (``rlm.blend``) stay in target units: they carry the digit decoder's spread, and a
 normalised margin times a spread is exponentiated on the log scale (``Predictor.logged``).
